@@ -1,0 +1,91 @@
+"""App wiring only: lifespan (load model + index once), routers, and the one error-to-HTTP table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.routes import health, search
+from rag import errors
+from rag.config import Settings
+from rag.pipeline import Pipeline
+
+logger = logging.getLogger("api")
+WEB = Path(__file__).parent / "web"
+
+# One table: typed error -> HTTP status.
+STATUS: dict[type[errors.RagError], int] = {
+    errors.InvalidInputError: 422,
+    errors.NotFoundError: 404,
+    errors.IndexNotFoundError: 503,
+    errors.IndexCorruptError: 503,
+    errors.ModelMismatchError: 409,
+    errors.ModelNotInstalledError: 503,
+    errors.GeneratorError: 502,
+}
+
+
+def _status(e: errors.RagError) -> int:
+    for cls in type(e).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        p = pipeline or Pipeline(settings)
+        app.state.pipeline = p
+        app.state.load_error = ""
+        if not p.ready:
+            try:
+                p.load()
+                logger.info("ready: %d chunks from %s", p.index.size if p.index else 0, settings.index_dir)
+            except errors.IndexNotFoundError as e:  # serve (health says not ready) until an index exists
+                app.state.load_error = e.message
+                logger.error("not ready: %s", e.message)
+        yield
+
+    app = FastAPI(title="Policy RAG", version="0.1.0", lifespan=lifespan,
+                  description="Cited retrieval and question answering over policy documents.")
+
+    @app.exception_handler(errors.RagError)
+    async def rag_error(_: Request, e: errors.RagError) -> JSONResponse:
+        return JSONResponse({"error": type(e).__name__, "message": e.message}, status_code=_status(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(x.get("loc", [])), "msg": x.get("msg", "")} for x in e.errors()]
+        msg = "; ".join(f"{'.'.join(str(p) for p in d['loc'][1:]) or 'body'}: {d['msg']}" for d in detail)
+        return JSONResponse({"error": "InvalidRequest", "message": msg, "detail": detail}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, e: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return JSONResponse({"error": "InternalError", "message": "internal error; see server log"},
+                            status_code=500)
+
+    app.include_router(health.router)
+    app.include_router(search.router)
+
+    if (WEB / "index.html").exists():
+        app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+        @app.get("/", include_in_schema=False)
+        def page() -> FileResponse:
+            return FileResponse(WEB / "index.html")
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+def _health(request: Request) -> Health:
+    p = request.app.state.pipeline
+    idx = p.index
+    if idx is None:
+        return Health(status="not ready", ready=False, error=getattr(request.app.state, "load_error", ""))
+    return Health(status="ok", ready=True, index_chunks=idx.size, index_documents=len(idx.documents),
+                  model=str(idx.manifest.get("model", "")), index_version=idx.path.name)
+
+
+@router.get("/healthz", response_model=Health)
+def healthz(request: Request, response: Response) -> Health:
+    """Readiness: 200 when the model and index are loaded, 503 otherwise."""
+    h = _health(request)
+    if not h.ready:
+        response.status_code = 503
+    return h
+
+
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "alive"}

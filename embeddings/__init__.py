@@ -1,0 +1,1 @@
+"""Embedding models: one small protocol, one file per implementation, a factory."""

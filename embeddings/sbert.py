@@ -1,0 +1,51 @@
+"""sentence-transformers embedder (multilingual-e5-small by default), bf16 on CPU where faster."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class SentenceTransformerEmbedder:
+    """Loads a local sentence-transformers folder; prompts come from its config (query/passage)."""
+
+    def __init__(self, path: Path, dtype: str = "bfloat16", batch_size: int = 32, threads: int = 0) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        torch_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+        self.model = SentenceTransformer(str(path), device="cpu", model_kwargs={"dtype": torch_dtype},
+                                         local_files_only=True)
+        self.batch_size = batch_size
+        getdim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(getdim() or 0)
+        meta = json.loads((path / "install.json").read_text()) if (path / "install.json").exists() else {}
+        self.name = str(meta.get("model", path.name))
+        self.prompts = dict(self.model.prompts)
+        logger.info("loaded %s (%d-d, %s) from %s", self.name, self.dim, dtype, path)
+
+    def _encode(self, texts: list[str], prompt_name: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        import torch
+
+        with torch.inference_mode():
+            vecs = self.model.encode(
+                texts, prompt_name=prompt_name if prompt_name in self.prompts else None,
+                batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, "passage")

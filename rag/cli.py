@@ -1,0 +1,120 @@
+"""Command line: rag ingest | search | ask | serve."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rag.config import Settings
+from rag.errors import RagError
+
+app = typer.Typer(help="Policy-document retrieval and cited QA.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _settings(index_dir: Path | None) -> Settings:
+    s = Settings()
+    if index_dir is not None:
+        s.index_dir = index_dir
+    return s
+
+
+IndexOpt = Annotated[Path | None, typer.Option("--index-dir", help="Index folder (default RAG_INDEX_DIR)")]
+
+
+@app.command()
+def ingest(path: Annotated[Path, typer.Argument(help="File or folder of documents")],
+           index_dir: IndexOpt = None,
+           rebuild: Annotated[bool, typer.Option(help="Rebuild from scratch (recovers a corrupt index)")] = True,
+           ) -> None:
+    """Clean, chunk, embed and index documents (a new index version, switched atomically)."""
+    from rag.ingest import build_index
+    from rag.loaders import load_path
+    from rag.pipeline import Pipeline
+
+    s = _settings(index_dir)
+    try:
+        docs, failures = load_path(path)
+        for f in failures:
+            console.print(f"[yellow]skipped[/] {f.path}: {f.error}")
+        embedder = Pipeline(s).embedder
+        with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as bar:
+            task = bar.add_task("embed", total=None)
+            out = build_index(s.index_dir, docs, embedder, s.chunk_size, s.chunk_overlap, s.batch_size,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except RagError as e:
+        console.print(f"[red]error:[/] {e.message}")
+        raise typer.Exit(2) from e
+    console.print(f"indexed {len(docs)} documents -> {out}" + (f" ({len(failures)} skipped)" if failures else ""))
+
+
+def _pipeline(index_dir: Path | None):  # type: ignore[no-untyped-def]
+    from rag.pipeline import Pipeline
+
+    try:
+        return Pipeline(_settings(index_dir)).load()
+    except RagError as e:
+        console.print(f"[red]error:[/] {e.message}")
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def search(query: str, top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5, mode: str = "hybrid",
+           index_dir: IndexOpt = None) -> None:
+    """Print the top passages for a query."""
+    p = _pipeline(index_dir)
+    try:
+        hits, _ = p.search(query, top_k, mode)
+    except RagError as e:
+        console.print(f"[red]error:[/] {e.message}")
+        raise typer.Exit(2) from e
+    for h in hits:
+        typer.echo(f"[{h.rank}] {h.score:.4f} {h.chunk.doc_id} {h.chunk.start}-{h.chunk.end}  {h.chunk.text[:120]}")
+
+
+@app.command()
+def ask(query: str, top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5, index_dir: IndexOpt = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Answer a question from the documents, with citations (or say it is not in them)."""
+    p = _pipeline(index_dir)
+    try:
+        a = p.ask(query, top_k)
+    except RagError as e:
+        console.print(f"[red]error:[/] {e.message}")
+        raise typer.Exit(2) from e
+    if as_json:
+        from api.schemas import AskResponse
+
+        typer.echo(json.dumps(AskResponse.from_answer(a).model_dump(), ensure_ascii=False, indent=1))
+        return
+    typer.echo(a.text if a.answerable else a.message)
+    for c in a.citations:
+        typer.echo(f"  [{c.n}] {c.hit.chunk.doc_id} {c.quote_start}-{c.quote_end}: {c.quote}")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, index_dir: IndexOpt = None) -> None:
+    """Serve the HTTP API and web page."""
+    import os
+
+    import uvicorn
+
+    if index_dir is not None:
+        os.environ["RAG_INDEX_DIR"] = str(index_dir)
+    uvicorn.run("api.main:app", host=host, port=port, log_level="info")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

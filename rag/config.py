@@ -1,0 +1,40 @@
+"""Settings: one pydantic-settings class, read from env vars prefixed RAG_ (and .env)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    index_dir: Path = Field(ROOT / "data" / "index", description="Where the index lives (versions + current)")
+    models_dir: Path = Field(ROOT / ".cache" / "models", description="Installed embedding models")
+    embedder: str = Field("sbert", description="sbert | hash (hash is a tiny deterministic test embedder)")
+    model_name: str = Field("multilingual-e5-small", description="Folder name under models_dir, or a path")
+    dtype: str = Field("bfloat16", description="bfloat16 | float32 (bf16 is ~3x faster on CPUs with bf16)")
+    batch_size: int = Field(32, ge=1, le=1024)
+    torch_threads: int = Field(0, ge=0, description="0 = torch default")
+
+    chunk_size: int = Field(300, ge=50, le=4000, description="Target chunk length in characters")
+    chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences repeated between neighbouring chunks")
+
+    rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum 1/(k + rank)")
+    candidate_factor: int = Field(4, ge=1, description="Each retriever returns top_k * factor candidates")
+    max_query_chars: int = Field(1000, ge=10)
+    max_top_k: int = Field(100, ge=1)
+
+    # Refusal: calibrated on eval/gold/seed_gold.jsonl (see eval/calibrate.py)
+    min_support: float = Field(0.5, description="Minimum answer-sentence support to answer")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+def get_settings() -> Settings:
+    return Settings()

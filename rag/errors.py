@@ -1,0 +1,39 @@
+"""Typed errors. The API maps each to an HTTP status in one table (api/main.py)."""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base error; ``message`` says what went wrong and what to do next."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInputError(RagError):
+    """The caller sent something we cannot use (maps to 400/422)."""
+
+
+class NotFoundError(RagError):
+    """A document, chunk or collection does not exist (maps to 404)."""
+
+
+class IndexNotFoundError(RagError):
+    """No index at the configured path: run `rag ingest PATH` first (maps to 503)."""
+
+
+class IndexCorruptError(RagError):
+    """Index files unreadable or inconsistent: run `rag ingest PATH --rebuild` (maps to 503)."""
+
+
+class ModelMismatchError(RagError):
+    """The index was built with another embedding model or dimension (maps to 409)."""
+
+
+class ModelNotInstalledError(RagError):
+    """Embedding weights are missing: run `make model` (maps to 503)."""
+
+
+class GeneratorError(RagError):
+    """An answer generator (LLM) failed; callers degrade to extractive answers."""

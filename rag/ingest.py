@@ -1,0 +1,79 @@
+"""Build an index from documents: clean -> chunk -> embed (batches) -> BM25 -> atomic save."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embeddings.base import Embedder
+from rag import store
+from rag.chunking import chunk_document
+from rag.text import tokenize_many
+from rag.types import Chunk, Document
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def chunk_all(docs: list[Document], chunk_size: int, overlap: int, start_id: int = 0) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for d in docs:
+        for c in chunk_document(d, chunk_size, overlap):
+            c.chunk_id = start_id + len(chunks)
+            chunks.append(c)
+        if not d.title:
+            d.title = chunks[-1].title if chunks and chunks[-1].doc_id == d.doc_id else d.doc_id
+    return chunks
+
+
+def embed_chunks(embedder: Embedder, chunks: list[Chunk], batch_size: int = 64,
+                 progress: Progress | None = None) -> np.ndarray:
+    """Embed in length-sorted batches (less padding), returned in chunk order."""
+    texts = [c.embed_text() for c in chunks]
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), embedder.dim), np.float32)
+    for s in range(0, len(texts), batch_size):
+        idx = order[s : s + batch_size]
+        out[idx] = embedder.encode_passages([texts[i] for i in idx])
+        if progress:
+            progress(min(s + batch_size, len(texts)), len(texts))
+    return out
+
+
+def build_bm25(chunks: list[Chunk]) -> Any:
+    import bm25s
+
+    bm = bm25s.BM25()
+    tokens = tokenize_many([c.embed_text() for c in chunks])
+    bm.index(tokens, show_progress=False)
+    return bm
+
+
+def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk_size: int = 300,
+                overlap: int = 1, batch_size: int = 64, progress: Progress | None = None) -> Path:
+    docs = _dedupe(docs)
+    chunks = chunk_all(docs, chunk_size, overlap)
+    if not chunks:
+        from rag.errors import InvalidInputError
+
+        raise InvalidInputError("no indexable text found in the given documents")
+    vectors = embed_chunks(embedder, chunks, batch_size, progress)
+    bm = build_bm25(chunks)
+    manifest = {"model": embedder.name, "dim": embedder.dim, "chunk_size": chunk_size,
+                "chunk_overlap": overlap, "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": "jieba-search+opencc-t2s"},
+                "dense": {"faiss": "IndexIDMap2(IndexFlatIP)", "metric": "cosine"}}
+    return store.save(index_dir, manifest, chunks, docs, vectors, bm)
+
+
+def _dedupe(docs: list[Document]) -> list[Document]:
+    seen: dict[str, Document] = {}
+    for d in docs:
+        if d.doc_id in seen:
+            logger.warning("duplicate doc_id %s: keeping the last one", d.doc_id)
+        seen[d.doc_id] = d
+    return list(seen.values())

@@ -1,0 +1,106 @@
+"""The query path: embed -> dense + BM25 -> RRF -> (rerank) -> cut k -> generate. Loaded once."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embeddings.base import Embedder
+from embeddings.factory import create_embedder
+from rag import store
+from rag.config import Settings
+from rag.errors import InvalidInputError
+from rag.generate import Calibration, ExtractiveGenerator
+from rag.retrieve import MODES, hybrid
+from rag.store import IndexData
+from rag.types import Answer, Hit
+
+logger = logging.getLogger(__name__)
+
+
+def bm25_idf(index: IndexData) -> dict[str, float]:
+    """IDF per BM25 vocabulary term, from the index's column pointers (document frequency)."""
+    bm = index.bm25
+    if bm is None:
+        return {}
+    df = np.diff(np.asarray(bm.scores["indptr"]))
+    n = max(index.size, 1)
+    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+    return {t: float(idf[i]) for t, i in bm.vocab_dict.items() if i < len(idf)}
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self.index: IndexData | None = None
+        self.generator: ExtractiveGenerator | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            s = self.settings
+            self._embedder = create_embedder(s.embedder, s.models_dir, s.model_name, s.dtype, s.batch_size,
+                                             s.torch_threads)
+        return self._embedder
+
+    def load(self) -> Pipeline:
+        """Load model and the current index version (raises typed errors on mismatch/corruption)."""
+        index = store.load(Path(self.settings.index_dir))
+        store.check_model(index.manifest, self.embedder.name, self.embedder.dim)
+        gen = ExtractiveGenerator(self.embedder, bm25_idf(index), index.size, Calibration())
+        with self._lock:  # swap both at once; in-flight queries keep their old references
+            self.index, self.generator = index, gen
+        return self
+
+    @property
+    def ready(self) -> bool:
+        return self.index is not None
+
+    def _check(self, query: str, top_k: int, mode: str) -> str:
+        q = query.strip() if isinstance(query, str) else ""
+        if not q:
+            raise InvalidInputError("query is empty: send a question or keywords")
+        if len(q) > self.settings.max_query_chars:
+            raise InvalidInputError(f"query is {len(q)} characters; the limit is {self.settings.max_query_chars}")
+        if not 1 <= top_k <= self.settings.max_top_k:
+            raise InvalidInputError(f"top_k must be between 1 and {self.settings.max_top_k}, got {top_k}")
+        if mode not in MODES:
+            raise InvalidInputError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        return q
+
+    def search(self, query: str, top_k: int = 5, mode: str = "hybrid",
+               timings: dict[str, float] | None = None) -> tuple[list[Hit], np.ndarray | None]:
+        q = self._check(query, top_k, mode)
+        index = self.index
+        if index is None:
+            raise store.IndexNotFoundError("index not loaded: run `rag ingest PATH`")
+        t = timings if timings is not None else {}
+        t0 = time.perf_counter()
+        qvec = self.embedder.encode_queries([q])[0] if mode != "bm25" else None
+        t1 = time.perf_counter()
+        hits = hybrid(index, qvec, q, top_k, mode, self.settings.candidate_factor, self.settings.rrf_k)
+        if qvec is not None:
+            for h in hits:  # a BM25-only hit still gets its cosine (for display and refusal)
+                if h.dense is None:
+                    h.dense = float(index.dense.reconstruct(h.chunk.chunk_id) @ qvec)
+        t2 = time.perf_counter()
+        t["embed_ms"], t["retrieve_ms"] = (t1 - t0) * 1000, (t2 - t1) * 1000
+        return hits, qvec
+
+    def ask(self, query: str, top_k: int = 5) -> Answer:
+        timings: dict[str, float] = {}
+        hits, qvec = self.search(query, top_k, "hybrid", timings)
+        gen = self.generator
+        assert gen is not None and qvec is not None
+        t0 = time.perf_counter()
+        ans = gen.answer(query.strip(), qvec, hits)
+        timings["generate_ms"] = (time.perf_counter() - t0) * 1000
+        ans.timings = {k: round(v, 2) for k, v in timings.items() if not math.isnan(v)}
+        return ans

@@ -1,0 +1,160 @@
+"""On-disk index: plain, self-describing files, written atomically as a new version.
+
+Layout::
+
+    INDEX_DIR/current -> versions/<stamp>      (symlink swapped atomically with os.replace)
+    INDEX_DIR/versions/<stamp>/manifest.json   (format, model, dim, chunking params, counts)
+                               chunks.jsonl    (one Chunk per line; chunk_id = FAISS id = BM25 row id)
+                               documents.jsonl (original text, so citations can be shown in place)
+                               dense.faiss     (IndexIDMap2 over inner-product index)
+                               bm25/           (bm25s arrays: .npy + .json, no pickle)
+
+A version is built in a temp folder and renamed into place, then ``current`` is swapped: a crash
+at any point leaves the previous good version readable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from rag.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from rag.types import Chunk, Document
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+KEEP_VERSIONS = 3
+
+
+@dataclass
+class IndexData:
+    """Everything the query path needs, loaded once and never mutated in place."""
+
+    manifest: dict[str, Any]
+    chunks: dict[int, Chunk]
+    documents: dict[str, Document]
+    dense: Any  # faiss.Index
+    bm25: Any  # bm25s.BM25
+    bm25_ids: np.ndarray  # BM25 row -> chunk_id
+    path: Path = field(default_factory=Path)
+
+    @property
+    def size(self) -> int:
+        return len(self.chunks)
+
+
+def current_path(index_dir: Path) -> Path:
+    return index_dir / "current"
+
+
+def exists(index_dir: Path) -> bool:
+    return (current_path(index_dir) / "manifest.json").exists()
+
+
+def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documents: list[Document],
+         vectors: np.ndarray, bm25: Any) -> Path:
+    """Write a complete new version and make it current. Returns the version folder."""
+    versions = index_dir / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
+    tmp = versions / f".tmp-{stamp}"
+    tmp.mkdir()
+    ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
+    dense = faiss.IndexIDMap2(faiss.IndexFlatIP(int(manifest["dim"])))
+    if len(chunks):
+        dense.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
+    faiss.write_index(dense, str(tmp / "dense.faiss"))
+    with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
+        for c in chunks:
+            f.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
+    with open(tmp / "documents.jsonl", "w", encoding="utf-8") as f:
+        for d in documents:
+            f.write(json.dumps(d.__dict__, ensure_ascii=False) + "\n")
+    if bm25 is not None:
+        bm25.save(str(tmp / "bm25"), show_progress=False)
+    np.save(tmp / "bm25_ids.npy", ids)
+    manifest = {**manifest, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "n_chunks": len(chunks), "n_documents": len(documents)}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    _fsync_tree(tmp)
+    final = versions / stamp
+    os.replace(tmp, final)
+    link_tmp = index_dir / f".current-{stamp}"
+    os.symlink(Path("versions") / stamp, link_tmp)
+    os.replace(link_tmp, current_path(index_dir))  # the atomic switch
+    _prune(versions, keep=final)
+    logger.info("index version %s: %d chunks, %d documents", stamp, len(chunks), len(documents))
+    return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _prune(versions: Path, keep: Path) -> None:
+    done = sorted(p for p in versions.iterdir() if not p.name.startswith("."))
+    for old in done[:-KEEP_VERSIONS]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in versions.glob(".tmp-*"):  # left by a crash mid-write
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any]:
+    path = current_path(index_dir) / "manifest.json"
+    if not path.exists():
+        raise IndexNotFoundError(f"no index at {index_dir}: run `rag ingest PATH` to build one")
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as e:
+        raise IndexCorruptError(f"{path} is unreadable ({e}): run `rag ingest PATH --rebuild`") from e
+
+
+def check_model(manifest: dict[str, Any], model: str, dim: int) -> None:
+    if manifest.get("model") != model or int(manifest.get("dim", -1)) != dim:
+        raise ModelMismatchError(
+            f"index was built with model {manifest.get('model')!r} ({manifest.get('dim')}-d) but the "
+            f"service runs {model!r} ({dim}-d): set RAG_MODEL_NAME to match or re-run `rag ingest --rebuild`"
+        )
+
+
+def load(index_dir: Path) -> IndexData:
+    import bm25s
+
+    manifest = read_manifest(index_dir)
+    path = current_path(index_dir).resolve()
+    try:
+        chunks: dict[int, Chunk] = {}
+        with open(path / "chunks.jsonl", encoding="utf-8") as f:
+            for line in f:
+                c = Chunk.from_json(json.loads(line))
+                chunks[c.chunk_id] = c
+        documents: dict[str, Document] = {}
+        with open(path / "documents.jsonl", encoding="utf-8") as f:
+            for line in f:
+                d = Document(**json.loads(line))
+                documents[d.doc_id] = d
+        dense = faiss.read_index(str(path / "dense.faiss"))
+        bm25_ids = np.load(path / "bm25_ids.npy")
+        bm25 = bm25s.BM25.load(str(path / "bm25")) if (path / "bm25").exists() else None
+    except Exception as e:  # any unreadable component means the version is unusable
+        raise IndexCorruptError(f"index at {path} is unreadable ({type(e).__name__}: {e}): "
+                                "run `rag ingest PATH --rebuild`") from e
+    if dense.ntotal != len(chunks) or len(bm25_ids) != len(chunks) or manifest.get("n_chunks") != len(chunks):
+        raise IndexCorruptError(f"index at {path} is inconsistent (faiss {dense.ntotal}, chunks {len(chunks)}):"
+                                " run `rag ingest PATH --rebuild`")
+    return IndexData(manifest, chunks, documents, dense, bm25, bm25_ids, path)

@@ -1,0 +1,69 @@
+"""Text normalisation and Chinese-aware tokenisation for lexical matching (BM25, overlap scores).
+
+Matching only: traditional -> simplified (OpenCC), NFKC (full-width -> half-width), lowercase.
+Stored and displayed text is never changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from functools import lru_cache
+
+import jieba
+
+jieba.setLogLevel(logging.WARNING)
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?|[\u3400-\u9fff\uf900-\ufaff]+")
+# Function words and question words that carry no topic: dropped from queries and documents.
+STOPWORDS = frozenset(
+    "的 了 和 与 及 或 在 是 为 有 对 从 以 于 将 等 也 都 而 被 把 这 那 其 之 个 中 上 下 "
+    "吗 呢 吧 啊 么 什么 哪些 哪个 哪 多少 几 怎么 怎样 如何 是否 为什么 谁 何 请问 请 "
+    "哪里 何时 多久 几个 一下 目前 已经 "
+    "the a an of to in on for and or is are was were be by with what which who how many much "
+    "does do did when where why".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _t2s():  # type: ignore[no-untyped-def]
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def normalize(text: str) -> str:
+    """NFKC + lowercase + traditional->simplified, same length-independent meaning for matching."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _t2s().convert(text) if _CJK.search(text) else text
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
+def tokenize(text: str) -> list[str]:
+    """jieba search-mode words (plus single CJK characters of unknown words) over normalised text."""
+    out: list[str] = []
+    for m in _WORD.finditer(normalize(text)):
+        w = m.group()
+        if not _CJK.match(w):
+            if w not in STOPWORDS:
+                out.append(w)
+            continue
+        for tok in jieba.cut_for_search(w, HMM=True):
+            if tok not in STOPWORDS:
+                out.append(tok)
+    return out
+
+
+def tokenize_many(texts: list[str]) -> list[list[str]]:
+    return [tokenize(t) for t in texts]
+
+
+def char_bigrams(text: str) -> set[str]:
+    """Character bigrams of the normalised CJK/alnum text: a script-agnostic overlap unit."""
+    t = "".join(m.group() for m in _WORD.finditer(normalize(text)))
+    return {t[i : i + 2] for i in range(len(t) - 1)} if len(t) > 1 else {t} if t else set()
