@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.routes import health, search
+from api.routes import documents, health, search
 from rag import errors
 from rag.config import Settings
 from rag.pipeline import Pipeline
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     app.include_router(health.router)
     app.include_router(search.router)
+    app.include_router(documents.router)
 
     if (WEB / "index.html").exists():
         app.mount("/static", StaticFiles(directory=WEB), name="static")
