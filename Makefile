@@ -57,3 +57,24 @@ bench: model
 
 clean:
 	rm -rf $(VENV) .cache data/index
+
+# --- Local LLM (issue 4): llama.cpp's OpenAI-compatible server on loopback --------------------------------
+# `make llm-install` (source build, ~6 min on 2 cores) then `make llm-serve`; in another shell
+# `RAG_LLM_BASE_URL=http://127.0.0.1:8081/v1 make run`. LLM_SIZE=0.5b for the smaller, faster model.
+LLM_SIZE  ?= 1.5b
+LLM_HOST  ?= 127.0.0.1
+LLM_PORT  ?= 8081
+LLM_CTX   ?= 4096
+LLAMA_CPP ?= llama-cpp-python[server]==0.3.36
+
+.PHONY: llm-install llm-serve
+
+llm-install: install
+	$(BIN)/python -c 'import llama_cpp.server' 2>/dev/null || \
+	  CMAKE_ARGS="-DGGML_NATIVE=ON" $(BIN)/pip install -q '$(LLAMA_CPP)'
+	$(BIN)/python -m embeddings.fetch_llm $(LLM_SIZE)
+
+llm-serve: llm-install
+	$(BIN)/python -m llama_cpp.server --model "$$($(BIN)/python -m embeddings.fetch_llm $(LLM_SIZE) --print-path)" \
+	  --model_alias "$$($(BIN)/python -c 'from embeddings.fetch_llm import MODELS; print(MODELS["$(LLM_SIZE)"].alias)')" \
+	  --host $(LLM_HOST) --port $(LLM_PORT) --n_ctx $(LLM_CTX)

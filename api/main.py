@@ -11,10 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.routes import documents, health, search
+from api.routes import answer, chat, dify, documents, health, search
 from rag import errors
 from rag.config import Settings
+from rag.llm import create_generator
 from rag.pipeline import Pipeline
 
 logger = logging.getLogger("api")
@@ -54,7 +56,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             except errors.IndexNotFoundError as e:  # serve (health says not ready) until an index exists
                 app.state.load_error = e.message
                 logger.error("not ready: %s", e.message)
+        app.state.llm = create_generator(settings)  # None when RAG_LLM_BASE_URL is empty
+        if app.state.llm is not None:
+            logger.info("LLM answers via %r", app.state.llm)
         yield
+        if app.state.llm is not None:
+            app.state.llm.close()
 
     app = FastAPI(title="Policy RAG", version="0.1.0", lifespan=lifespan,
                   description="Cited retrieval and question answering over policy documents.")
@@ -69,6 +76,11 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         msg = "; ".join(f"{'.'.join(str(p) for p in d['loc'][1:]) or 'body'}: {d['msg']}" for d in detail)
         return JSONResponse({"error": "InvalidRequest", "message": msg, "detail": detail}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": "HTTPError", "message": str(e.detail)}, status_code=e.status_code,
+                            headers=getattr(e, "headers", None))
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, e: Exception) -> JSONResponse:
         logger.exception("unhandled error")
@@ -78,6 +90,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(health.router)
     app.include_router(search.router)
     app.include_router(documents.router)
+    app.include_router(answer.router)
+    app.include_router(chat.router)
+    app.include_router(dify.router)
 
     if (WEB / "index.html").exists():
         app.mount("/static", StaticFiles(directory=WEB), name="static")

@@ -85,7 +85,7 @@ def chunk_document(doc: Document, chunk_size: int = 300, overlap: int = 1) -> li
             continue
         if p.kind == "heading":
             flush()
-            section = p.text if p.text != title else ""
+            section = p.text
             continue
         sents = split_sentences(p, chunk_size)
         if p.kind == "caption":

@@ -95,6 +95,8 @@ def _classify(line: _Line) -> str:
         return "heading"
     if _TERMINATED.search(t) or len(_INNER_PUNCT.findall(t)) >= 2 or len(t) > 60:
         return "body"
+    if t[-1].isdigit() or (_INNER_PUNCT.search(t) and len(t) > 20):
+        return "body"  # a number or clause cut by a page break: headings neither end in digits nor run long
     return "short"  # heading, caption or a stray fragment: decided with context
 
 

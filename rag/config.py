@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     # Refusal: calibrated on eval/gold/seed_gold.jsonl (see eval/calibrate.py)
     min_support: float = Field(0.5, description="Minimum answer-sentence support to answer")
 
+    # LLM answers (rag/llm.py): any OpenAI-compatible endpoint, e.g. `make llm-serve` ->
+    # http://127.0.0.1:8081/v1. Empty = no LLM: mode=llm degrades to the extractive answer with a warning.
+    llm_base_url: str = Field("", description="OpenAI-compatible base URL including /v1; empty = no LLM")
+    llm_model: str = "qwen2.5-1.5b-instruct"
+    llm_api_key: str = ""
+    llm_timeout: float = Field(30, gt=0, description="Seconds per LLM request (connect and read)")
+    llm_retries: int = Field(2, ge=0, le=10, description="Retries on 5xx / timeout / connection errors")
+    dify_api_key: str = Field("", description="If set, POST /retrieval requires `Authorization: Bearer KEY`")
+
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -1,0 +1,139 @@
+"""OpenAI-compatible chatbot endpoint: POST /v1/chat/completions (and GET /v1/models).
+
+The last user message is the question; the answer comes from rag.answering (mode llm when an LLM is
+configured, else extractive with a warning) and carries a ``citations`` field beside the OpenAI shape.
+Streaming: ``data: {chat.completion.chunk}`` lines; the final chunk (finish_reason "stop") carries
+``citations``, then ``data: [DONE]``. Extension fields: ``top_k`` and ``mode`` (extra_body in the clients).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import PipelineDep
+from api.llm import SSE_HEADERS, GeneratorDep, sse
+from api.schemas import CitationOut, ErrorResponse
+from rag import answering
+from rag.errors import InvalidInputError
+from rag.types import Answer
+
+logger = logging.getLogger("api")
+router = APIRouter(prefix="/v1", tags=["chat"], responses={422: {"model": ErrorResponse}})
+
+EXTRACTIVE_MODEL = "policy-rag-extractive"
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if isinstance(self.content, list):  # [{"type": "text", "text": ...}, ...]
+            return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
+        return ""
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI clients send more (n, top_p, stream_options, user, ...)
+
+    model: str = ""
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+    top_k: int = Field(5, ge=1, le=100, description="Passages to retrieve (extension)")
+    mode: Literal["llm", "extractive"] = Field("llm", description="Extension: force the extractive answer")
+
+    def query(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                q = m.text().strip()
+                if q:
+                    return q
+        raise InvalidInputError("no user message with text: the last user message is the question")
+
+
+def _model(req: ChatRequest, generator: Any) -> str:
+    return req.model or (generator.model if generator is not None else EXTRACTIVE_MODEL)
+
+
+def _content(a: Answer) -> str:
+    return a.text if a.answerable else a.message
+
+
+def _extras(a: Answer) -> dict[str, Any]:
+    return {"citations": [CitationOut.from_citation(c).model_dump() for c in a.citations],
+            "answerable": a.answerable, "mode": a.mode, "warnings": a.warnings}
+
+
+@router.get("/models")
+def models(request: Request) -> dict[str, Any]:
+    """The model names this endpoint answers to (OpenAI shape)."""
+    gen = getattr(request.app.state, "llm", None)
+    names = [gen.model] if gen is not None else []
+    return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "policy-rag"}
+                                       for n in [*names, EXTRACTIVE_MODEL]]}
+
+
+@router.post("/chat/completions",
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "chat.completion JSON (+ citations), or chunks when stream=true"}})
+async def chat_completions(req: ChatRequest, pipeline: PipelineDep,  # type: ignore[no-untyped-def]
+                           generator: GeneratorDep):
+    """OpenAI-compatible chat completion answering the last user message from the documents, cited."""
+    query = req.query()
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    model = _model(req, generator)
+    max_tokens = req.max_tokens or req.max_completion_tokens
+    if req.stream:
+        events = await run_in_threadpool(answering.stream_answer, pipeline, query, req.top_k, req.mode,
+                                         generator, req.temperature, max_tokens)
+        return StreamingResponse(_chunks(events, cid, created, model), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+    a = await run_in_threadpool(answering.answer, pipeline, query, req.top_k, req.mode, generator,
+                                req.temperature, max_tokens)
+    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": _content(a)},
+                         "finish_reason": "stop", "logprobs": None}],
+            **_extras(a)}
+
+
+def _chunks(events: Iterator[answering.Event], cid: str, created: int, model: str) -> Iterator[str]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+                    **extra})
+
+    yield chunk({"role": "assistant", "content": ""})
+    streamed: list[str] = []
+    try:
+        for kind, payload in events:
+            if kind == "token":
+                streamed.append(payload)
+                yield chunk({"content": payload})
+            elif kind == "done":
+                assert isinstance(payload, Answer)
+                final, sent = _content(payload), "".join(streamed)
+                if payload.mode != "llm" and sent.strip() != final.strip():
+                    # the LLM broke mid-stream: what was sent is superseded by the extractive answer
+                    yield chunk({"content": "\n\n" + final})
+                yield chunk({}, "stop", **_extras(payload))
+    except Exception:  # the status line is gone: end the stream in-band
+        logger.exception("chat stream failed")
+        yield chunk({}, "stop", citations=[], warnings=["internal error; see server log"])
+    yield "data: [DONE]\n\n"

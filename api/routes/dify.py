@@ -1,0 +1,80 @@
+"""Dify external knowledge API: POST /retrieval.
+
+Point a Dify "external knowledge API" at this service's base URL (Dify appends /retrieval). Records are
+the hybrid-ranked passages; ``score`` is the dense cosine to the query, filtered by ``score_threshold``.
+With RAG_DIFY_API_KEY set, ``Authorization: Bearer KEY`` is required (Dify's error codes 1001/1002).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import PipelineDep
+
+router = APIRouter(tags=["dify"])
+
+
+class RetrievalSetting(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    top_k: int = Field(5, ge=1, le=100)
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class RetrievalRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # metadata_condition etc.
+
+    knowledge_id: str = ""
+    query: str = Field(..., min_length=1)
+    retrieval_setting: RetrievalSetting = Field(default_factory=RetrievalSetting)
+
+
+class Record(BaseModel):
+    content: str
+    score: float
+    title: str
+    metadata: dict[str, Any] = {}
+
+
+class RetrievalResponse(BaseModel):
+    records: list[Record]
+
+
+def _auth_error(request: Request, key: str) -> JSONResponse | None:
+    if not key:
+        return None
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return JSONResponse({"error_code": 1001, "error_msg": "Invalid Authorization header format. "
+                             "Expected 'Bearer <api-key>' format."}, status_code=403)
+    if token.strip() != key:
+        return JSONResponse({"error_code": 1002, "error_msg": "Authorization failed"}, status_code=403)
+    return None
+
+
+@router.post("/retrieval", response_model=RetrievalResponse)
+async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineDep):  # type: ignore[no-untyped-def]
+    """Passages for a Dify knowledge-base query: content, cosine score, title and source metadata."""
+    err = _auth_error(request, getattr(pipeline.settings, "dify_api_key", ""))
+    if err is not None:
+        return err
+    rs = req.retrieval_setting
+    hits, _ = await run_in_threadpool(pipeline.search, req.query, rs.top_k, "hybrid")
+    records = []
+    for h in hits:
+        score = float(h.dense) if h.dense is not None else 0.0
+        if score < rs.score_threshold:
+            continue
+        c = h.chunk
+        records.append(Record(content=c.text, score=round(score, 4), title=c.title or c.doc_id,
+                              metadata={"path": c.doc_id, "doc_id": c.doc_id, "chunk_id": c.chunk_id,
+                                        "section": c.section, "start": c.start, "end": c.end, "rank": h.rank,
+                                        "hybrid_score": round(h.score, 6),
+                                        "bm25_score": None if h.bm25 is None else round(h.bm25, 4)}))
+    return RetrievalResponse(records=records)

@@ -1,0 +1,605 @@
+/* Policy RAG web page: ask, read cited answers, open the source span, list documents, upload.
+ *
+ * Vanilla JS, no network access other than this service. All untrusted text (answers, documents,
+ * server messages) goes into the page through text nodes (txt / el), never through innerHTML.
+ */
+(function () {
+  "use strict";
+
+  var API = {
+    ask: "/v1/ask",
+    documents: "/v1/documents",
+    health: "/healthz",
+  };
+  // The server rejects unknown request fields; flip this when /v1/ask accepts a doc_id filter.
+  var SERVER_ACCEPTS_DOC_FILTER = false;
+
+  var state = {
+    lang: "simplified",
+    docs: [],
+    docCache: new Map(),
+    resp: null,
+    filter: "",
+    busy: false,
+    panelTrigger: null,
+    panelRequest: 0,
+  };
+
+  function $(id) { return document.getElementById(id); }
+
+  // ---------- display-only simplified/traditional conversion ----------
+
+  var origText = new WeakMap();   // Text node -> original (simplified) string
+  var origAttrs = new WeakMap();  // Element -> {attr: original string}
+  var ATTRS = ["placeholder", "aria-label", "title"];
+
+  function t(s) {
+    s = s == null ? "" : String(s);
+    return state.lang === "traditional" && window.zhconv ? window.zhconv.toTraditional(s) : s;
+  }
+
+  function txt(s) {
+    s = s == null ? "" : String(s);
+    var node = document.createTextNode(t(s));
+    origText.set(node, s);
+    return node;
+  }
+
+  function setAttr(node, name, value) {
+    var o = origAttrs.get(node) || {};
+    o[name] = String(value);
+    origAttrs.set(node, o);
+    node.setAttribute(name, t(value));
+  }
+
+  function setText(node, s) {
+    node.replaceChildren(txt(s));
+  }
+
+  // Record the page's static text as the originals, once, before anything is converted.
+  function registerStatic() {
+    var walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (var n = walker.nextNode(); n; n = walker.nextNode()) {
+      if (!origText.has(n)) origText.set(n, n.data);
+    }
+    document.querySelectorAll("[placeholder],[aria-label],[title]").forEach(function (e) {
+      var o = origAttrs.get(e) || {};
+      ATTRS.forEach(function (a) { if (e.hasAttribute(a) && !(a in o)) o[a] = e.getAttribute(a); });
+      origAttrs.set(e, o);
+    });
+    origTitle = document.title;
+  }
+  var origTitle = "";
+
+  function applyLanguage() {
+    var walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+      acceptNode: function (n) {
+        var p = n.parentNode && n.parentNode.nodeName;
+        return p === "SCRIPT" || p === "STYLE" || p === "TEXTAREA" ? NodeFilter.FILTER_REJECT
+          : NodeFilter.FILTER_ACCEPT;
+      },
+    });
+    for (var n = walker.nextNode(); n; n = walker.nextNode()) {
+      if (!origText.has(n)) origText.set(n, n.data);
+      var s = t(origText.get(n));
+      if (n.data !== s) n.data = s;
+    }
+    document.querySelectorAll("[placeholder],[aria-label],[title]").forEach(function (e) {
+      var o = origAttrs.get(e);
+      if (!o) return;
+      Object.keys(o).forEach(function (a) { e.setAttribute(a, t(o[a])); });
+    });
+    document.title = t(origTitle);
+    document.documentElement.lang = state.lang === "traditional" ? "zh-Hant" : "zh-CN";
+  }
+
+  // ---------- DOM helpers ----------
+
+  // el("p", {class: "x", onclick: fn, "aria-label": "..."}, "text", childNode, ...)
+  function el(tag, props) {
+    var node = document.createElement(tag);
+    props = props || {};
+    Object.keys(props).forEach(function (k) {
+      var v = props[k];
+      if (v == null || v === false) return;
+      if (k.slice(0, 2) === "on" && typeof v === "function") node.addEventListener(k.slice(2), v);
+      else if (k === "class") node.className = v;
+      else if (ATTRS.indexOf(k) >= 0) setAttr(node, k, v);
+      else if (k === "dataset") Object.keys(v).forEach(function (d) { node.dataset[d] = v[d]; });
+      else node.setAttribute(k, v === true ? "" : String(v));
+    });
+    for (var i = 2; i < arguments.length; i++) append(node, arguments[i]);
+    return node;
+  }
+
+  function append(node, child) {
+    if (child == null || child === false) return;
+    if (Array.isArray(child)) { child.forEach(function (c) { append(node, c); }); return; }
+    node.append(typeof child === "string" || typeof child === "number" ? txt(String(child)) : child);
+  }
+
+  function fmt(x, digits) {
+    return typeof x === "number" && isFinite(x) ? x.toFixed(digits) : "–";
+  }
+
+  function docTitle(docId, fallback) {
+    for (var i = 0; i < state.docs.length; i++) {
+      if (state.docs[i].doc_id === docId) return state.docs[i].title || docId;
+    }
+    return fallback || docId;
+  }
+
+  // ---------- HTTP ----------
+
+  function ApiError(message, status) {
+    this.message = message;
+    this.status = status;
+  }
+
+  function errorMessage(res, body, raw) {
+    if (body && typeof body.message === "string" && body.message) return body.message;
+    if (body && typeof body.detail === "string" && body.detail) return body.detail;
+    if (body && Array.isArray(body.detail)) {
+      return body.detail.map(function (d) { return d && d.msg ? d.msg : JSON.stringify(d); }).join("; ");
+    }
+    var s = res.statusText || "请求失败";
+    if (raw && !body) s += "：" + raw.slice(0, 200);
+    return s;
+  }
+
+  function request(path, opts) {
+    return fetch(path, opts).then(
+      function (res) {
+        return res.text().then(function (raw) {
+          var body = null;
+          try { body = raw ? JSON.parse(raw) : null; } catch (e) { body = null; }
+          if (!res.ok) throw new ApiError(errorMessage(res, body, raw), res.status);
+          return body;
+        });
+      },
+      function (e) { throw new ApiError("无法连接服务器（" + (e && e.message ? e.message : e) + "）", 0); }
+    );
+  }
+
+  function getJSON(path) { return request(path, { headers: { Accept: "application/json" } }); }
+
+  function postJSON(path, body) {
+    return request(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+  }
+
+  function describeError(e, what) {
+    if (e instanceof ApiError) {
+      return e.status ? what + "（HTTP " + e.status + "）：" + e.message : what + "：" + e.message;
+    }
+    return what + "：" + (e && e.message ? e.message : String(e));
+  }
+
+  // ---------- health and documents ----------
+
+  function loadHealth() {
+    var node = $("health");
+    return fetch(API.health, { headers: { Accept: "application/json" } })
+      .then(function (res) { return res.json(); })
+      .then(function (h) {
+        if (h.ready) {
+          setText(node, "索引就绪：" + h.index_documents + " 篇文档，" + h.index_chunks + " 个段落");
+          node.className = "health ok";
+        } else {
+          setText(node, "服务未就绪" + (h.error ? "：" + h.error : ""));
+          node.className = "health bad";
+        }
+      })
+      .catch(function () {
+        setText(node, "无法连接服务器");
+        node.className = "health bad";
+      });
+  }
+
+  function loadDocuments() {
+    return getJSON(API.documents).then(
+      function (body) {
+        state.docs = (body && body.documents) || [];
+        renderDocuments(body ? body.total : state.docs.length);
+        renderFilterOptions();
+        renderPassages();
+      },
+      function (e) {
+        setText($("docs-note"), describeError(e, "文档列表加载失败"));
+        $("docs-note").className = "error-text";
+      }
+    );
+  }
+
+  function renderDocuments(total) {
+    var tbody = $("docs-body");
+    tbody.replaceChildren();
+    state.docs.forEach(function (d) {
+      var open = el("button", {
+        type: "button", class: "linkish", "aria-controls": "doc-panel",
+        onclick: function (ev) { openDocument(d.doc_id, null, ev.currentTarget); },
+      }, d.title || d.doc_id);
+      tbody.append(el("tr", {},
+        el("td", {}, open),
+        el("td", { class: "id" }, d.doc_id),
+        el("td", { class: "num" }, String(d.chars)),
+        el("td", { class: "num" }, String(d.chunks))));
+    });
+    $("docs-table").hidden = state.docs.length === 0;
+    setText($("docs-note"), state.docs.length ? "共 " + total + " 篇文档。点击标题查看原文。"
+      : "索引中还没有文档。");
+    $("docs-note").className = "muted";
+  }
+
+  function renderFilterOptions() {
+    var sel = $("doc-filter");
+    var keep = state.filter;
+    sel.replaceChildren(el("option", { value: "" }, "全部文档"));
+    state.docs.forEach(function (d) {
+      sel.append(el("option", { value: d.doc_id }, d.title || d.doc_id));
+    });
+    sel.value = state.docs.some(function (d) { return d.doc_id === keep; }) ? keep : "";
+    state.filter = sel.value;
+  }
+
+  // ---------- asking ----------
+
+  // The answer area is written through this sink so a streaming (SSE) path can reuse it:
+  // begin() once, append(token) per token as tokens arrive, end(response) with the final JSON
+  // (which re-renders the text with clickable [n] markers).
+  var answerSink = {
+    live: null,
+    begin: function () {
+      var box = $("answer");
+      box.setAttribute("aria-busy", "true");
+      this.live = el("p", { class: "answer-text streaming" });
+      box.replaceChildren(this.live);
+    },
+    append: function (token) {
+      if (this.live) this.live.append(txt(token));
+    },
+    end: function (resp) {
+      this.live = null;
+      $("answer").removeAttribute("aria-busy");
+      state.resp = resp;
+      renderAnswer();
+      renderPassages();
+    },
+    fail: function () {
+      this.live = null;
+      var box = $("answer");
+      box.removeAttribute("aria-busy");
+      box.replaceChildren(el("p", { class: "muted" }, "没有得到回答。"));
+    },
+  };
+
+  function askBody(query, topK) {
+    var body = { query: query, top_k: topK };
+    if (SERVER_ACCEPTS_DOC_FILTER && state.filter) body.doc_id = state.filter;
+    return body;
+  }
+
+  // Non-streaming call. A streaming variant would POST {..., stream: true}, read the SSE body with
+  // res.body.getReader(), call answerSink.append(token) per token event and answerSink.end(final).
+  function askOnce(query, topK) {
+    return postJSON(API.ask, askBody(query, topK));
+  }
+
+  function submitQuestion() {
+    if (state.busy) return;
+    var q = $("question").value.trim();
+    var err = $("ask-error");
+    err.hidden = true;
+    err.replaceChildren();
+    if (!q) {
+      showAskError("请输入问题。");
+      $("question").focus();
+      return;
+    }
+    var k = parseInt($("top-k").value, 10);
+    if (!isFinite(k) || k < 1) k = 5;
+    if (k > 100) k = 100;
+    state.busy = true;
+    $("ask-btn").disabled = true;
+    setText($("ask-status"), "正在检索并生成回答…");
+    answerSink.begin();
+    askOnce(q, k).then(
+      function (resp) {
+        answerSink.end(resp);
+        setText($("ask-status"), resp.answerable ? "已回答（用时 " + fmt(resp.took_ms, 0) + " 毫秒）。"
+          : "文档中没有找到答案。");
+      },
+      function (e) {
+        answerSink.fail();
+        setText($("ask-status"), "");
+        showAskError(describeError(e, "请求失败"));
+      }
+    ).then(function () {
+      state.busy = false;
+      $("ask-btn").disabled = false;
+    });
+  }
+
+  function showAskError(msg) {
+    var err = $("ask-error");
+    err.replaceChildren(txt(msg));
+    err.hidden = false;
+  }
+
+  function citationButton(c) {
+    return el("button", {
+      type: "button", class: "cite", dataset: { n: String(c.n) }, "aria-controls": "doc-panel",
+      "aria-label": "引用 " + c.n + "：" + docTitle(c.doc_id, c.title) + "，查看原文",
+      onclick: function (ev) { openCitation(c, ev.currentTarget); },
+    }, "[" + c.n + "]");
+  }
+
+  // Answer text with each [n] turned into a button when citation n exists; other text stays text.
+  function answerWithMarkers(text, citations) {
+    var byN = new Map();
+    (citations || []).forEach(function (c) { byN.set(c.n, c); });
+    var out = [];
+    var re = /\[(\d+)\]/g, last = 0, m;
+    while ((m = re.exec(text)) !== null) {
+      if (m.index > last) out.push(text.slice(last, m.index));
+      var c = byN.get(parseInt(m[1], 10));
+      out.push(c ? citationButton(c) : m[0]);
+      last = re.lastIndex;
+    }
+    if (last < text.length) out.push(text.slice(last));
+    return out;
+  }
+
+  function renderAnswer() {
+    var resp = state.resp, box = $("answer");
+    box.replaceChildren();
+    if (!resp) return;
+    if (!resp.answerable) {
+      box.append(el("div", { class: "refusal" },
+        el("p", { class: "refusal-msg" }, resp.message || "文档中没有找到这个问题的答案。"),
+        el("p", { class: "muted" }, "下面列出的是检索到的最接近的段落，仅供参考，不构成回答。")));
+    } else {
+      box.append(el("p", { class: "answer-text" }, answerWithMarkers(resp.answer || "", resp.citations)));
+      if (resp.citations && resp.citations.length) {
+        box.append(el("h3", {}, "出处"));
+        box.append(el("ol", { class: "citations" }, resp.citations.map(function (c) {
+          return el("li", {},
+            citationButton(c), " ",
+            el("span", { class: "cite-title" }, docTitle(c.doc_id, c.title)),
+            el("span", { class: "score" }, " 支持度 " + fmt(c.score, 2)),
+            c.supported ? null : el("span", { class: "warn-tag" }, "未能确认原文支持"),
+            el("blockquote", {}, c.quote));
+        })));
+      }
+    }
+    if (resp.warnings && resp.warnings.length) {
+      box.append(el("ul", { class: "warnings", "aria-label": "提示" },
+        resp.warnings.map(function (w) { return el("li", {}, w); })));
+    }
+  }
+
+  function renderPassages() {
+    var list = $("passages"), note = $("passages-note");
+    list.replaceChildren();
+    var resp = state.resp;
+    if (!resp) {
+      setText(note, "提问后，这里列出检索到的段落及其得分。");
+      return;
+    }
+    var all = resp.passages || [];
+    var shown = state.filter ? all.filter(function (p) { return p.doc_id === state.filter; }) : all;
+    var cited = new Map();
+    (resp.citations || []).forEach(function (c) {
+      if (!cited.has(c.chunk_id)) cited.set(c.chunk_id, []);
+      cited.get(c.chunk_id).push(c.n);
+    });
+    if (!all.length) setText(note, "没有检索到段落。");
+    else if (state.filter) {
+      setText(note, "已按文档筛选：显示 " + shown.length + " / " + all.length + " 条"
+        + (shown.length ? "。" : "，所选文档中没有检索到段落。"));
+    } else setText(note, "共 " + all.length + " 条，按相关度排序。点击标题查看原文位置。");
+
+    shown.forEach(function (p) {
+      var ns = cited.get(p.chunk_id);
+      var title = "#" + p.rank + " " + docTitle(p.doc_id, p.title) + (p.section ? " · " + p.section : "");
+      list.append(el("li", { class: "passage", dataset: { docId: p.doc_id, chunkId: String(p.chunk_id) } },
+        el("button", {
+          type: "button", class: "linkish passage-open", "aria-controls": "doc-panel",
+          onclick: function (ev) { openPassage(p, ev.currentTarget); },
+        }, title),
+        el("p", { class: "scores" },
+          "得分 " + fmt(p.score, 4) + " · 向量 " + fmt(p.dense_score, 3) + " · BM25 " + fmt(p.bm25_score, 2),
+          ns ? el("span", { class: "badge" }, "被引用 " + ns.map(function (n) { return "[" + n + "]"; }).join("")) : null,
+          p.kind && p.kind !== "body" ? el("span", { class: "badge" }, p.kind) : null),
+        el("p", { class: "snippet" }, p.text)));
+    });
+  }
+
+  // ---------- document panel ----------
+
+  function fetchDocument(docId) {
+    if (state.docCache.has(docId)) return Promise.resolve(state.docCache.get(docId));
+    return getJSON(API.documents + "/" + encodeURIComponent(docId)).then(function (d) {
+      state.docCache.set(docId, d);
+      return d;
+    });
+  }
+
+  function openCitation(c, trigger) {
+    openDocument(c.doc_id, {
+      mark: [c.quote_start, c.quote_end], context: [c.start, c.end],
+      label: "引用 [" + c.n + "]：第 " + c.quote_start + "–" + c.quote_end + " 字",
+    }, trigger);
+  }
+
+  function openPassage(p, trigger) {
+    openDocument(p.doc_id, {
+      mark: [p.start, p.end], context: null,
+      label: "检索段落 #" + p.rank + "：第 " + p.start + "–" + p.end + " 字",
+    }, trigger);
+  }
+
+  // Split text at the span boundaries: <mark> for the quote, span.ctx for the rest of its passage.
+  function highlighted(text, span) {
+    var n = text.length;
+    var clamp = function (x) { return Math.max(0, Math.min(n, x | 0)); };
+    var ms = clamp(span.mark[0]), me = clamp(span.mark[1]);
+    var cs = span.context ? clamp(span.context[0]) : ms, ce = span.context ? clamp(span.context[1]) : me;
+    var cuts = [0, n, ms, me, cs, ce].filter(function (x, i, a) { return a.indexOf(x) === i; })
+      .sort(function (a, b) { return a - b; });
+    var out = [], mark = null;
+    for (var i = 0; i + 1 < cuts.length; i++) {
+      var a = cuts[i], b = cuts[i + 1], piece = text.slice(a, b);
+      if (a >= ms && b <= me && me > ms) {
+        mark = el("mark", {}, piece);
+        out.push(mark);
+      } else if (a >= cs && b <= ce && ce > cs) {
+        out.push(el("span", { class: "ctx" }, piece));
+      } else out.push(piece);
+    }
+    return { nodes: out, mark: mark };
+  }
+
+  function openDocument(docId, span, trigger) {
+    var panel = $("doc-panel"), body = $("panel-body");
+    var req = ++state.panelRequest;
+    state.panelTrigger = trigger || null;
+    setText($("panel-title"), docTitle(docId));
+    setText($("panel-meta"), "正在加载原文…");
+    body.replaceChildren();
+    showPanel();
+    fetchDocument(docId).then(
+      function (d) {
+        if (req !== state.panelRequest) return;  // a later click won
+        setText($("panel-title"), d.title || d.doc_id);
+        var meta = d.doc_id + " · " + d.chars + " 字" + (span ? " · " + span.label : "");
+        setText($("panel-meta"), meta);
+        var text = d.text || "";
+        if (span) {
+          var h = highlighted(text, span);
+          body.replaceChildren.apply(body, h.nodes.map(function (x) { return typeof x === "string" ? txt(x) : x; }));
+          if (h.mark) scrollToMark(h.mark);
+        } else {
+          body.replaceChildren(txt(text));
+          panel.scrollTop = 0;
+        }
+      },
+      function (e) {
+        if (req !== state.panelRequest) return;
+        setText($("panel-meta"), "");
+        body.replaceChildren(el("p", { class: "error-text", role: "alert" }, describeError(e, "原文加载失败")));
+      }
+    );
+  }
+
+  function scrollToMark(mark) {
+    var panel = $("doc-panel");
+    // Scroll inside the panel only (the page keeps its place); then make sure the panel is on screen.
+    panel.scrollTop = Math.max(0, mark.offsetTop - panel.clientHeight / 3);
+    var r = mark.getBoundingClientRect();
+    if (r.top < 0 || r.bottom > window.innerHeight) mark.scrollIntoView({ block: "center" });
+  }
+
+  function isPhone() { return window.matchMedia("(max-width: 899px)").matches; }
+
+  function showPanel() {
+    var panel = $("doc-panel");
+    panel.dataset.open = "true";
+    if (isPhone()) document.body.classList.add("panel-open");
+    $("panel-title").focus({ preventScroll: true });
+  }
+
+  function closePanel() {
+    var panel = $("doc-panel");
+    panel.dataset.open = "false";
+    document.body.classList.remove("panel-open");
+    state.panelRequest++;
+    setText($("panel-title"), "原文");
+    setText($("panel-meta"), "");
+    $("panel-body").replaceChildren(el("p", { class: "muted" },
+      "点击答案中的 [n] 或某个检索段落，在这里查看原文，引用处会高亮显示。"));
+    var back = state.panelTrigger;
+    state.panelTrigger = null;
+    if (back && document.body.contains(back)) back.focus();
+  }
+
+  // ---------- upload ----------
+
+  function upload() {
+    var status = $("upload-status");
+    var file = $("upload-file").files[0];
+    if (!file) {
+      setText(status, "请先选择要上传的文件。");
+      status.className = "status error-text";
+      $("upload-file").focus();
+      return;
+    }
+    var key = $("api-key").value;
+    var fd = new FormData();
+    fd.append("file", file, file.name);
+    var headers = { Accept: "application/json" };
+    if (key) headers["X-API-Key"] = key;
+    $("upload-btn").disabled = true;
+    setText(status, "正在上传 " + file.name + "…");
+    status.className = "status";
+    request(API.documents, { method: "POST", headers: headers, body: fd }).then(
+      function (body) {
+        var name = (body && (body.title || body.doc_id)) || file.name;
+        setText(status, "已上传：" + name);
+        status.className = "status ok-text";
+        state.docCache.clear();
+        loadDocuments();
+        loadHealth();
+      },
+      function (e) {
+        var hint = e.status === 404 || e.status === 405 ? "（服务器暂不支持上传）" : "";
+        setText(status, describeError(e, "上传失败") + hint);
+        status.className = "status error-text";
+      }
+    ).then(function () { $("upload-btn").disabled = false; });
+  }
+
+  // ---------- wiring ----------
+
+  function init() {
+    registerStatic();
+
+    var q = $("question"), composing = false;
+    q.addEventListener("compositionstart", function () { composing = true; });
+    q.addEventListener("compositionend", function () { composing = false; });
+    q.addEventListener("keydown", function (e) {
+      if (e.key !== "Enter" || e.shiftKey) return;          // Shift+Enter: newline
+      if (e.isComposing || composing || e.keyCode === 229) return;  // IME is choosing characters
+      e.preventDefault();
+      submitQuestion();
+    });
+    $("ask-form").addEventListener("submit", function (e) { e.preventDefault(); submitQuestion(); });
+
+    $("doc-filter").addEventListener("change", function (e) {
+      state.filter = e.target.value;
+      renderPassages();
+    });
+
+    $("lang").addEventListener("change", function (e) {
+      state.lang = e.target.value === "traditional" ? "traditional" : "simplified";
+      applyLanguage();
+    });
+
+    $("panel-close").addEventListener("click", closePanel);
+    document.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && $("doc-panel").dataset.open === "true") closePanel();
+    });
+
+    $("upload-form").addEventListener("submit", function (e) { e.preventDefault(); upload(); });
+
+    renderPassages();
+    loadHealth();
+    loadDocuments();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

@@ -1,0 +1,175 @@
+"""Answer a question in one of two modes, extractive or LLM, with refusal decided by retrieval evidence.
+
+1. Retrieve (hybrid) and run the extractive generator: its answerability check (``score`` + ``answerable``)
+   decides refusal, and its cited sentences are the fallback answer.
+2. ``mode="llm"`` and answerable: prompt the LLM with numbered passages, verify its [n] citations
+   (rag/citations.py), drop unsupported ones.
+3. Degrade, never fail: no LLM configured, LLM timeout / 5xx / connection refused, or an LLM answer with no
+   supported citation -> the extractive answer, with a ``warnings`` entry. Passages are always returned.
+
+``stream_answer`` yields ``("token", str)`` ... ``("citations", list[Citation])``, ``("done", Answer)``;
+the final Answer's text (citations verified) replaces the streamed tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from rag.citations import split_sentences, strip_markers, verify_citations
+from rag.errors import GeneratorError, InvalidInputError
+from rag.llm import PROMPT_PASSAGES, build_messages, is_refusal
+from rag.types import Answer, Citation, Hit
+
+logger = logging.getLogger(__name__)
+
+MODES = ("extractive", "llm")
+Mode = Literal["extractive", "llm"]
+Event = tuple[str, Any]
+
+NO_LLM = "no LLM configured (set RAG_LLM_BASE_URL); returned the extractive answer"
+
+
+@dataclass
+class _Prepared:
+    query: str
+    hits: list[Hit]
+    qvec: np.ndarray
+    base: Answer  # the extractive answer (or refusal)
+    timings: dict[str, float]
+    t0: float
+
+
+def _prepare(pipeline: Any, query: str, top_k: int, mode: str) -> _Prepared:
+    if mode not in MODES:
+        raise InvalidInputError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    hits, qvec = pipeline.search(query, top_k, "hybrid", timings)
+    q = query.strip()
+    gen = pipeline.generator
+    assert gen is not None and qvec is not None
+    t1 = time.perf_counter()
+    base = gen.answer(q, qvec, hits)  # ExtractiveGenerator.score + answerable: the refusal decision
+    timings["extractive_ms"] = (time.perf_counter() - t1) * 1000
+    return _Prepared(q, hits, qvec, base, timings, t0)
+
+
+def _finish(a: Answer, p: _Prepared, mode: str, warnings: list[str] | None = None) -> Answer:
+    a.mode = mode
+    a.warnings = list(dict.fromkeys([*a.warnings, *(warnings or [])]))
+    p.timings["total_ms"] = (time.perf_counter() - p.t0) * 1000
+    a.timings = {k: round(v, 2) for k, v in p.timings.items() if not math.isnan(v)}
+    return a
+
+
+def _degrade(p: _Prepared, why: str) -> Answer:
+    logger.warning("LLM answer degraded to extractive: %s", why)
+    return _finish(p.base, p, "extractive", [why])
+
+
+def _llm_result(p: _Prepared, raw: str, embedder: Any) -> Answer:
+    t = time.perf_counter()
+    passages = p.hits[:PROMPT_PASSAGES]
+    v = verify_citations(raw, passages, embedder)
+    p.timings["verify_ms"] = (time.perf_counter() - t) * 1000
+    if not v.supported:
+        if is_refusal(strip_markers(raw)):
+            return _degrade(p, "the LLM found no answer in the passages; returned the extractive answer")
+        return _degrade(p, "the LLM answer had no citation supported by the passages; "
+                           "returned the extractive answer")
+    return _finish(Answer(v.text, True, v.citations, p.hits), p, "llm", v.warnings())
+
+
+def answer(pipeline: Any, query: str, top_k: int = 5, mode: Mode | str = "extractive", generator: Any = None,
+           temperature: float | None = None, max_tokens: int | None = None) -> Answer:
+    """Answer ``query`` from ``pipeline`` (a loaded rag.pipeline.Pipeline); see the module doc."""
+    p = _prepare(pipeline, query, top_k, mode)
+    if mode == "extractive" or not p.base.answerable:
+        return _finish(p.base, p, mode)
+    if generator is None:
+        return _degrade(p, NO_LLM)
+    t = time.perf_counter()
+    try:
+        raw = generator.chat(build_messages(p.query, p.hits), temperature=temperature, max_tokens=max_tokens)
+    except GeneratorError as e:
+        return _degrade(p, f"{e.message}; returned the extractive answer")
+    except Exception as e:  # noqa: BLE001 - degrade, never fail
+        logger.exception("LLM call failed")
+        return _degrade(p, f"LLM call failed ({type(e).__name__}); returned the extractive answer")
+    finally:
+        p.timings["llm_ms"] = (time.perf_counter() - t) * 1000
+    return _llm_result(p, raw, _embedder(pipeline))
+
+
+def stream_answer(pipeline: Any, query: str, top_k: int = 5, mode: Mode | str = "extractive",
+                  generator: Any = None, temperature: float | None = None,
+                  max_tokens: int | None = None) -> Iterator[Event]:
+    """Retrieve now (typed errors raise here, before any event), then return the event iterator."""
+    p = _prepare(pipeline, query, top_k, mode)
+    return _events(pipeline, p, mode, generator, temperature, max_tokens)
+
+
+def _whole(a: Answer) -> Iterator[Event]:
+    for s, _, _ in split_sentences(a.text if a.answerable else a.message):
+        yield "token", s
+    yield "citations", a.citations
+    yield "done", a
+
+
+def _events(pipeline: Any, p: _Prepared, mode: str, generator: Any, temperature: float | None,
+            max_tokens: int | None) -> Iterator[Event]:
+    if mode == "extractive" or not p.base.answerable:
+        yield from _whole(_finish(p.base, p, mode))
+        return
+    if generator is None:
+        yield from _whole(_degrade(p, NO_LLM))
+        return
+    t = time.perf_counter()
+    pieces: list[str] = []
+    try:
+        for piece in generator.stream_chat(build_messages(p.query, p.hits), temperature=temperature,
+                                           max_tokens=max_tokens):
+            if not pieces:
+                p.timings["first_token_ms"] = (time.perf_counter() - t) * 1000
+            pieces.append(piece)
+            yield "token", piece
+    except GeneratorError as e:
+        p.timings["llm_ms"] = (time.perf_counter() - t) * 1000
+        yield from _fallback(p, f"{e.message}; returned the extractive answer", bool(pieces))
+        return
+    except Exception as e:  # noqa: BLE001 - degrade, never fail
+        logger.exception("LLM stream failed")
+        p.timings["llm_ms"] = (time.perf_counter() - t) * 1000
+        yield from _fallback(p, f"LLM call failed ({type(e).__name__}); returned the extractive answer",
+                             bool(pieces))
+        return
+    p.timings["llm_ms"] = (time.perf_counter() - t) * 1000
+    a = _llm_result(p, "".join(pieces), _embedder(pipeline))
+    yield "citations", a.citations
+    yield "done", a
+
+
+def _fallback(p: _Prepared, why: str, streamed: bool) -> Iterator[Event]:
+    a = _degrade(p, why)
+    if streamed:  # tokens already sent are superseded by the done event's text
+        yield "citations", a.citations
+        yield "done", a
+    else:
+        yield from _whole(a)
+
+
+def _embedder(pipeline: Any) -> Any:
+    try:
+        return pipeline.embedder
+    except Exception:  # noqa: BLE001 - verification then runs lexically only
+        return None
+
+
+__all__ = ["MODES", "Citation", "answer", "stream_answer"]

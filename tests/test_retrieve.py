@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from embeddings.fake import HashEmbedder
+from rag import store
+from rag.ingest import build_index
+from rag.retrieve import Ranked, hybrid, rrf
+from rag.text import normalize, tokenize
+from rag.types import Document
+
+
+def test_rrf_orders_by_reciprocal_rank_sum():
+    a = Ranked(np.array([1, 2, 3]), np.array([0.9, 0.8, 0.7]))
+    b = Ranked(np.array([3, 1]), np.array([5.0, 4.0]))
+    fused = rrf([a, b], k=60)
+    assert fused[1] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused[3] == pytest.approx(1 / 63 + 1 / 61)
+    assert sorted(fused, key=lambda c: -fused[c]) == [1, 3, 2]
+
+
+def test_tokenize_normalises_traditional_and_width():
+    assert tokenize("內蒙古科技突圍") == tokenize("内蒙古科技突围")
+    assert "2024" in tokenize("２０２４年")
+    assert normalize("ＡＢＣ") == "abc"
+
+
+@pytest.fixture()
+def small_index(tmp_path):
+    docs = [
+        Document("a.txt", "内蒙古稀土新材料产业发展迅速。稀土资源储量世界第一。"),
+        Document("b.txt", "呼和浩特市建设国家乳业技术创新中心。乳业是支柱产业。"),
+        Document("c.txt", "鄂尔多斯实验室聚焦现代煤化工与可再生能源。"),
+    ]
+    build_index(tmp_path, docs, HashEmbedder(), chunk_size=100, overlap=0)
+    return store.load(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_modes_find_the_right_document(small_index, mode):
+    q = "稀土資源"  # traditional query, simplified document
+    qvec = HashEmbedder().encode_queries([q])[0]
+    hits = hybrid(small_index, qvec, q, 2, mode)
+    assert hits and hits[0].chunk.doc_id == "a.txt"
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+
+
+def test_top_k_larger_than_corpus_is_clamped(small_index):
+    q = "乳业"
+    hits = hybrid(small_index, HashEmbedder().encode_queries([q])[0], q, 50)
+    assert len(hits) == small_index.size
+
+
+def test_unknown_terms_give_no_bm25_hits(small_index):
+    assert hybrid(small_index, None, "zzzz qqqq", 5, "bm25") == []

@@ -1,0 +1,54 @@
+import os
+
+import pytest
+
+from embeddings.fake import HashEmbedder
+from rag import store
+from rag.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from rag.ingest import build_index
+from rag.types import Document
+
+DOCS = [Document("a.txt", "第一份文件。内容关于科技。"), Document("b.txt", "第二份文件。内容关于人才。")]
+
+
+def test_save_is_versioned_and_current_switches(tmp_path):
+    v1 = build_index(tmp_path, DOCS[:1], HashEmbedder())
+    v2 = build_index(tmp_path, DOCS, HashEmbedder())
+    assert v1 != v2 and v1.exists() and v2.exists()
+    assert os.path.realpath(tmp_path / "current") == str(v2)
+    idx = store.load(tmp_path)
+    assert set(idx.documents) == {"a.txt", "b.txt"}
+    m = idx.manifest
+    assert m["model"] == "hash-256" and m["dim"] == 256 and m["chunk_size"] == 300 and m["n_chunks"] == idx.size
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="rag ingest"):
+        store.load(tmp_path / "none")
+
+
+def test_model_mismatch_is_a_clear_error(tmp_path):
+    build_index(tmp_path, DOCS, HashEmbedder())
+    m = store.read_manifest(tmp_path)
+    with pytest.raises(ModelMismatchError, match="multilingual-e5-small"):
+        store.check_model(m, "multilingual-e5-small", 384)
+
+
+def test_corrupt_component_is_a_clear_error(tmp_path):
+    build_index(tmp_path, DOCS, HashEmbedder())
+    (tmp_path / "current" / "dense.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexCorruptError, match="--rebuild"):
+        store.load(tmp_path)
+
+
+def test_crash_before_switch_leaves_last_good_index(tmp_path, monkeypatch):
+    build_index(tmp_path, DOCS[:1], HashEmbedder())
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_fsync_tree", boom)
+    with pytest.raises(OSError):
+        build_index(tmp_path, DOCS, HashEmbedder())
+    idx = store.load(tmp_path)
+    assert set(idx.documents) == {"a.txt"}
