@@ -8,7 +8,7 @@ INDEX   ?= data/index
 SEEDS   ?= seeds
 STAMP   := $(VENV)/.installed
 
-.PHONY: install model index run serve test test-fast lint eval bench clean
+.PHONY: install model index run serve test test-fast lint eval bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,7 +37,12 @@ run: model $(INDEX)/current/manifest.json
 
 serve: run
 
-test: model
+# Browser tests (tests/test_web.py): system Chromium + Python Playwright (no `playwright install`)
+browser: install
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(BIN)/pip install -q -e '.[web]'
+
+test: model browser
 	# pytest exit 5 = no tests collected: say so, and fail
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo 'pytest collected no tests'; exit $$rc
 

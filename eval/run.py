@@ -1,0 +1,260 @@
+"""Evaluation harness: retrieval + answers on the seed gold set and external sets, with baselines.
+
+``python -m eval.run [--limit N] [--full] [--out DIR] [--no-peer]`` writes DIR/metrics.json,
+DIR/per_query.jsonl, DIR/summary.md and PNG plots. Every system runs the same corpus, chunks,
+model and queries: BM25 only, dense only, hybrid (RRF) and a peer (txtai, same model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from eval import metrics as M
+from eval.data import ROOT, Dataset, QAItem, load_cmrc, load_drcd, load_rgb, load_seed_gold
+from rag.config import Settings
+from rag.ingest import build_index
+from rag.loaders import load_path
+from rag.pipeline import Pipeline
+from rag.types import Answer, Document
+
+logger = logging.getLogger("eval")
+KS = (1, 3, 5, 10, 20)
+MODES = ("bm25", "dense", "hybrid")
+_MARK = re.compile(r"\[\d+\]")
+
+
+def ranked_docs(hits: list[Any], k: int) -> list[str]:
+    out: list[str] = []
+    for h in hits:
+        if h.chunk.doc_id not in out:
+            out.append(h.chunk.doc_id)
+    return out[:k]
+
+
+def make_pipeline(settings: Settings, embedder: Any, docs: list[Document], workdir: Path) -> Pipeline:
+    build_index(workdir, docs, embedder, settings.chunk_size, settings.chunk_overlap, settings.batch_size)
+    return Pipeline(settings.model_copy(update={"index_dir": workdir}), embedder=embedder).load()
+
+
+def retrieval_rows(p: Pipeline, ds: Dataset, modes: tuple[str, ...] = MODES) -> list[dict[str, Any]]:
+    rows = []
+    for it in ds.items:
+        rel = ds.relevant.get(it.qid)
+        if not rel:
+            continue
+        for mode in modes:
+            t = time.perf_counter()
+            hits, _ = p.search(it.query, 40, mode)
+            ms = (time.perf_counter() - t) * 1000
+            ranked = ranked_docs(hits, 20)
+            row = {"dataset": ds.name, "qid": it.qid, "lang": it.lang, "system": mode, "ms": ms,
+                   "type": it.tags.get("type", ""), "top": ranked[:5]}
+            for k in KS:
+                row[f"recall@{k}"] = M.recall_at_k(ranked, rel, k)
+                row[f"hit@{k}"] = M.hit_at_k(ranked, rel, k)
+            row["mrr@10"] = M.mrr_at_k(ranked, rel, 10)
+            row["ndcg@10"] = M.ndcg_at_k(ranked, rel, 10)
+            if it.evidence:  # span level: the evidence itself inside a top-k passage
+                ev = M.norm_answer(it.evidence)
+                texts = [M.norm_answer(h.chunk.text) for h in hits]
+                row["evidence@5"] = 1.0 if any(ev in t for t in texts[:5]) else 0.0
+            rows.append(row)
+    return rows
+
+
+def answer_row(ds: Dataset, it: QAItem, a: Answer, ms: float) -> dict[str, Any]:
+    pred = _MARK.sub("", a.text)
+    row: dict[str, Any] = {"dataset": ds.name, "qid": it.qid, "lang": it.lang, "system": "answer:" + a.mode,
+                           "type": it.tags.get("type", ""), "gold_answerable": it.answerable,
+                           "answerable": a.answerable, "ms": ms, "answer": pred[:300], **a.timings}
+    if it.answerable and it.answers:
+        row.update(em=M.exact_match(pred, it.answers), f1=M.char_f1(pred, it.answers),
+                   contains=M.contains_all(pred, it.answers) if it.tags.get("type") == "multi_fact"
+                   else M.contains_any(pred, it.answers))
+        evidence = [it.evidence] if it.evidence else it.answers
+        if it.tags.get("evidence_ids"):
+            gold = set(json.loads(it.tags["evidence_ids"]))
+            cited = [c.hit.chunk.doc_id for c in a.citations]
+            prec = sum(1 for d in cited if d in gold) / len(cited) if cited else 0.0
+            rec = 1.0 if gold & set(cited) else 0.0
+        else:
+            prec, rec = M.citation_scores([c.hit.chunk.text for c in a.citations], evidence)
+        row.update(cit_precision=prec, cit_recall=rec)
+    return row
+
+
+def answer_rows(p: Pipeline, ds: Dataset, items: list[QAItem] | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for it in items if items is not None else ds.items:
+        t = time.perf_counter()
+        a = p.ask(it.query, 5)
+        rows.append(answer_row(ds, it, a, (time.perf_counter() - t) * 1000))
+    return rows
+
+
+def peer_rows(ds: Dataset, p: Pipeline, model_dir: Path) -> list[dict[str, Any]]:
+    """txtai (PyPI) over the very same chunks and model: dense search, its defaults otherwise."""
+    try:
+        from txtai import Embeddings
+    except ImportError:
+        logger.warning("txtai not installed: peer baseline skipped (pip install -e '.[eval]')")
+        return []
+    assert p.index is not None
+    chunks = list(p.index.chunks.values())
+    emb = Embeddings({"path": str(model_dir), "method": "sentence-transformers", "content": False,
+                      "instructions": {"query": "query: ", "data": "passage: "}, "backend": "faiss"})
+    t = time.perf_counter()
+    emb.index([(c.chunk_id, c.embed_text(), None) for c in chunks])
+    logger.info("txtai indexed %d chunks in %.1fs", len(chunks), time.perf_counter() - t)
+    rows = []
+    for it in ds.items:
+        rel = ds.relevant.get(it.qid)
+        if not rel:
+            continue
+        t = time.perf_counter()
+        res = emb.search(it.query, 40)
+        ms = (time.perf_counter() - t) * 1000
+        ranked: list[str] = []
+        for cid, _score in res:
+            d = p.index.chunks[int(cid)].doc_id
+            if d not in ranked:
+                ranked.append(d)
+        row = {"dataset": ds.name, "qid": it.qid, "lang": it.lang, "system": "txtai", "ms": ms}
+        for k in KS:
+            row[f"recall@{k}"] = M.recall_at_k(ranked, rel, k)
+            row[f"hit@{k}"] = M.hit_at_k(ranked, rel, k)
+        row["mrr@10"] = M.mrr_at_k(ranked, rel, 10)
+        row["ndcg@10"] = M.ndcg_at_k(ranked, rel, 10)
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """metrics[dataset][system] = means (+ latency p50/p95), and per-language breakdowns."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["system"])].append(r)
+    out: dict[str, Any] = defaultdict(dict)
+    for (ds, sysname), rs in groups.items():
+        out[ds][sysname] = _agg(rs)
+        by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rs:
+            by_lang[r["lang"]].append(r)
+        if len(by_lang) > 1:
+            out[ds][sysname]["by_lang"] = {lang: _agg(v) for lang, v in sorted(by_lang.items())}
+    return dict(out)
+
+
+def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k in rs[0] if k.startswith(("recall@", "hit@", "mrr", "ndcg", "evidence@"))]
+    keys += ["em", "f1", "contains", "cit_precision", "cit_recall"]
+    agg: dict[str, Any] = {"n": len(rs)}
+    for k in keys:
+        vals = [r[k] for r in rs if k in r]
+        if vals:
+            agg[k] = round(M.mean(vals), 4)
+    if "gold_answerable" in rs[0]:
+        pos = [r for r in rs if r["gold_answerable"]]
+        neg = [r for r in rs if not r["gold_answerable"]]
+        if pos:
+            agg["answerable_accuracy"] = round(M.mean(1.0 if r["answerable"] else 0.0 for r in pos), 4)
+        if neg:
+            agg["refusal_accuracy"] = round(M.mean(0.0 if r["answerable"] else 1.0 for r in neg), 4)
+    for stage in ("ms", "embed_ms", "retrieve_ms", "generate_ms"):
+        vals = [r[stage] for r in rs if stage in r]
+        if vals:
+            agg[f"{stage}_p50"] = round(M.percentile(vals, 50), 2)
+            agg[f"{stage}_p95"] = round(M.percentile(vals, 95), 2)
+    return agg
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from embeddings.factory import create_embedder, model_path
+
+    settings = Settings()
+    embedder = create_embedder(settings.embedder, settings.models_dir, settings.model_name, settings.dtype,
+                               settings.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    limit = None if args.full else args.limit
+    with tempfile.TemporaryDirectory() as tmp:
+        # 1. Seed gold set over the seed documents.
+        seed_docs, _ = load_path(ROOT / "seeds")
+        seed = load_seed_gold()
+        p = make_pipeline(settings, embedder, seed_docs, Path(tmp) / "seed")
+        rows += retrieval_rows(p, seed)
+        rows += answer_rows(p, seed)
+        # 2. CMRC2018 dev (simplified) and DRCD dev (traditional): corpus = all paragraphs.
+        for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd)):
+            if name not in args.sets:
+                continue
+            ds = loader(limit)
+            docs = [Document(pid, text) for pid, text in ds.corpus.items()]
+            p = make_pipeline(settings, embedder, docs, Path(tmp) / name)
+            rows += retrieval_rows(p, ds)
+            rows += answer_rows(p, ds, ds.items[: args.answer_limit])
+            if not args.no_peer:
+                rows += peer_rows(ds, p, model_path(settings.models_dir, settings.model_name))
+        # 3. RGB zh: noise robustness (positives + negatives) and negative rejection (negatives only).
+        if "rgb" in args.sets:
+            rows += rgb_rows(settings, embedder, Path(tmp), args.rgb_limit)
+    metrics = summarize(rows)
+    (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=1))
+    with open(out / "per_query.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    from eval.report import write_report
+
+    write_report(metrics, rows, out)
+    return metrics
+
+
+def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int) -> list[dict[str, Any]]:
+    ds = load_rgb(limit)
+    used: set[str] = set()
+    negs: set[str] = set()
+    for it in ds.items:
+        used |= ds.relevant[it.qid]
+        n = set(json.loads(it.tags["negatives"]))
+        used |= n
+        negs |= n
+    for it in ds.items:
+        it.tags["evidence_ids"] = json.dumps(sorted(ds.relevant[it.qid]))
+    noisy = Dataset("rgb_noise", {k: ds.corpus[k] for k in used}, ds.items, ds.relevant)
+    p = make_pipeline(settings, embedder, [Document(k, ds.corpus[k]) for k in sorted(used)], tmp / "rgb")
+    rows = retrieval_rows(p, noisy, ("hybrid",)) + answer_rows(p, noisy)
+    # Negative rejection: the positives are gone, the answer must be a refusal.
+    only_neg = [Document(k, ds.corpus[k]) for k in sorted(negs - set().union(*ds.relevant.values()))]
+    p = make_pipeline(settings, embedder, only_neg, tmp / "rgb_neg")
+    rej = Dataset("rgb_reject", {}, [QAItem(it.qid, it.query, it.lang, [], False) for it in ds.items], {})
+    return rows + answer_rows(p, rej)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    ap = argparse.ArgumentParser(prog="python -m eval.run")
+    ap.add_argument("--out", default=str(ROOT / "eval" / "reports" / "latest"))
+    ap.add_argument("--limit", type=int, default=500, help="queries per external set (default 500)")
+    ap.add_argument("--answer-limit", type=int, default=200, help="questions per set for answer metrics")
+    ap.add_argument("--rgb-limit", type=int, default=100)
+    ap.add_argument("--full", action="store_true", help="all queries of every set")
+    ap.add_argument("--no-peer", action="store_true", help="skip the txtai peer baseline")
+    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "rgb"])
+    m = run(ap.parse_args())
+    print(json.dumps({ds: {s: {k: v for k, v in x.items() if k in ("n", "hit@1", "hit@5", "recall@5", "mrr@10",
+                                                                    "f1", "contains", "refusal_accuracy",
+                                                                    "answerable_accuracy")}
+                           for s, x in d.items()} for ds, d in m.items()}, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""Browser tests for the staff web page (issue 8).
+
+A real server (uvicorn subprocess) over a copy of the seeds index (conftest `seed_index`), driven by
+headless Chromium through Python Playwright. Needs `pip install -e '.[web]'` and /usr/bin/chromium
+(`make browser` does both). Screenshots go to docs/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright missing: pip install -e '.[web]'")
+expect = sync_api.expect
+expect.set_options(timeout=30_000)  # slow, shared CI machines
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+CHROMIUM = os.environ.get("RAG_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
+
+QUESTION = "中国工程科技发展战略内蒙古研究院每年安排多少专项经费？"
+OUT_OF_SCOPE = "伊利集团2030年的营业收入目标是多少？"
+
+
+# ---------- fixtures: index, server, browser ----------
+
+@pytest.fixture(scope="module")
+def web_index(seed_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the session's seed index (conftest), so an upload here cannot change it."""
+    out = tmp_path_factory.mktemp("web-index") / "index"
+    shutil.copytree(seed_index, out, symlinks=True)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def web_server(web_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    venv_py = ROOT / ".venv" / "bin" / "python"
+    python = str(venv_py) if venv_py.exists() else sys.executable
+    log = tmp_path_factory.mktemp("web-server") / "server.log"
+    env = {**os.environ, "RAG_INDEX_DIR": str(web_index)}
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([python, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready within 120 s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[sync_api.Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or `make browser`)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _page(browser: sync_api.Browser, web_server: str, viewport: dict[str, int]) -> Iterator[sync_api.Page]:
+    """A fresh page; afterwards: no script errors, and no request left the service (no CDN, no network)."""
+    ctx = browser.new_context(viewport=viewport, locale="zh-CN")
+    ctx.set_default_timeout(90_000)
+    page = ctx.new_page()
+    errors: list[str] = []
+    foreign: list[str] = []
+    origin = urlsplit(web_server).netloc
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # (HTTP error statuses the tests provoke are logged by Chromium as "Failed to load resource")
+    page.on("console", lambda m: errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+    page.on("request", lambda r: foreign.append(r.url)
+            if urlsplit(r.url).scheme in ("http", "https") and urlsplit(r.url).netloc != origin else None)
+    yield page
+    ctx.close()
+    assert errors == [], f"script errors on the page: {errors}"
+    assert foreign == [], f"the page fetched from outside the service: {foreign}"
+
+
+@pytest.fixture
+def page(browser: sync_api.Browser, web_server: str) -> Iterator[sync_api.Page]:
+    yield from _page(browser, web_server, DESKTOP)
+
+
+@pytest.fixture
+def phone(browser: sync_api.Browser, web_server: str) -> Iterator[sync_api.Page]:
+    yield from _page(browser, web_server, PHONE)
+
+
+def _ask(page: sync_api.Page, question: str, submit: str = "enter") -> sync_api.Response:
+    """Type a question and submit it (Enter key or the button); returns the /v1/ask response."""
+    box = page.locator("#question")
+    box.fill(question)
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/v1/ask") as info:
+        if submit == "enter":
+            box.press("Enter")
+        else:
+            page.locator("#ask-btn").click()
+    expect(page.locator("#ask-btn")).to_be_enabled()
+    return info.value
+
+
+def _shot(page: sync_api.Page, name: str) -> None:
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / name))
+
+
+# ---------- tests ----------
+
+def test_answer_with_citation_opens_highlighted_source(page: sync_api.Page, web_server: str) -> None:
+    page.goto(web_server + "/")
+    expect(page.locator("#health")).to_contain_text("索引就绪")
+    resp = _ask(page, QUESTION)
+    assert resp.ok, resp.text()
+    # only the fields the server accepts (it forbids unknown ones)
+    assert set(resp.request.post_data_json) == {"query", "top_k"}
+
+    answer = page.locator("#answer .answer-text")
+    expect(answer).to_contain_text("1500万元")
+    cite = answer.locator("button.cite", has_text="[1]")
+    expect(cite).to_be_visible()
+    expect(page.locator("#passages li.passage").first).to_be_visible()
+    _shot(page, "screenshot-answer.png")
+
+    cite.click()
+    mark = page.locator("#panel-body mark")
+    expect(mark).to_have_count(1)
+    expect(mark).to_contain_text("1500")
+    expect(mark).to_be_visible()
+    expect(mark).to_be_in_viewport()
+    expect(page.locator("#panel-meta")).to_contain_text("引用 [1]")
+    _shot(page, "screenshot-citation.png")
+
+    # keyboard: closing returns focus to the marker, Enter on it opens the source again
+    page.locator("#panel-close").click()
+    expect(mark).to_have_count(0)
+    expect(cite).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(mark).to_contain_text("1500")
+    expect(mark).to_be_in_viewport()
+
+    # a retrieved passage opens its own span
+    first = page.locator("#passages li.passage").first
+    first.locator("button.passage-open").click()
+    expect(page.locator("#panel-meta")).to_contain_text("检索段落 #1")
+    expect(mark).to_be_in_viewport()
+
+
+def test_refusal_message_is_prominent(page: sync_api.Page, web_server: str) -> None:
+    api = httpx.post(f"{web_server}/v1/ask", json={"query": OUT_OF_SCOPE, "top_k": 5}, timeout=120)
+    api.raise_for_status()
+    expected = api.json()
+    page.goto(web_server + "/")
+    resp = _ask(page, OUT_OF_SCOPE, submit="button")
+    assert resp.ok
+    if expected["answerable"]:
+        expect(page.locator("#answer .answer-text")).to_be_visible()
+        pytest.skip("the API answers this question (answerable=true): no refusal to check")
+    msg = page.locator("#answer .refusal-msg")
+    expect(msg).to_have_text(expected["message"])
+    expect(msg).to_be_in_viewport()
+    expect(page.locator("#answer button.cite")).to_have_count(0)
+    _shot(page, "screenshot-refusal.png")
+
+
+def test_http_error_shows_server_message(page: sync_api.Page, web_server: str) -> None:
+    too_long = "政策" * 600
+    api = httpx.post(f"{web_server}/v1/ask", json={"query": too_long, "top_k": 5}, timeout=60)
+    assert api.status_code == 422
+    page.goto(web_server + "/")
+    resp = _ask(page, too_long)
+    assert resp.status == 422
+    err = page.locator("#ask-error")
+    expect(err).to_be_visible()
+    expect(err).to_contain_text(api.json()["message"])
+    expect(err).to_contain_text("HTTP 422")
+
+
+def test_enter_submits_but_not_while_composing(page: sync_api.Page, web_server: str) -> None:
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if urlsplit(r.url).path == "/v1/ask" else None)
+    page.goto(web_server + "/")
+    box = page.locator("#question")
+    box.fill("内蒙古")
+    # Enter that confirms an IME candidate: isComposing (Chrome, Firefox) or keyCode 229 (Safari)
+    box.evaluate("""el => {
+        el.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', isComposing: true, bubbles: true,
+                                                       cancelable: true}));
+        el.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', keyCode: 229, bubbles: true,
+                                                       cancelable: true}));
+    }""")
+    # Shift+Enter is a newline
+    box.press("End")
+    box.press("Shift+Enter")
+    box.type("科技")
+    assert box.input_value() == "内蒙古\n科技"
+    page.wait_for_timeout(300)
+    assert asked == []
+    # blank question: told so, nothing sent
+    box.fill("   ")
+    page.locator("#ask-btn").click()
+    expect(page.locator("#ask-error")).to_contain_text("请输入问题")
+    assert asked == []
+    # plain Enter submits
+    _ask(page, QUESTION)
+    assert len(asked) == 1
+
+
+def test_labels_focus_and_live_region(page: sync_api.Page, web_server: str) -> None:
+    page.goto(web_server + "/")
+    unlabeled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+        .map(e => e.id || e.name)""")
+    assert unlabeled == []
+    expect(page.locator("#answer")).to_have_attribute("aria-live", "polite")
+    page.locator("#question").focus()
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    expect(page.locator("#ask-btn")).to_be_focused()
+    outline = page.locator("#ask-btn").evaluate("e => getComputedStyle(e).outlineStyle")
+    assert outline not in ("none", "")
+
+
+def test_documents_list_and_filter(page: sync_api.Page, web_server: str) -> None:
+    listing = httpx.get(f"{web_server}/v1/documents", timeout=30).json()
+    page.goto(web_server + "/")
+    expect(page.locator("#docs-body tr")).to_have_count(listing["total"])
+    expect(page.locator("#doc-filter option")).to_have_count(listing["total"] + 1)
+    expect(page.locator("#docs-note")).to_contain_text(f"共 {listing['total']} 篇")
+
+    _ask(page, QUESTION)
+    items = page.locator("#passages li.passage")
+    expect(items.first).to_be_visible()
+    ids = items.evaluate_all("els => els.map(e => e.dataset.docId)")
+    target = ids[-1]
+    page.select_option("#doc-filter", target)
+    expect(items).to_have_count(ids.count(target))
+    assert set(items.evaluate_all("els => els.map(e => e.dataset.docId)")) == {target}
+    expect(page.locator("#passages-note")).to_contain_text(f"{ids.count(target)} / {len(ids)}")
+    page.select_option("#doc-filter", "")
+    expect(items).to_have_count(len(ids))
+
+    # a document title opens the whole document (nothing highlighted)
+    doc = listing["documents"][1]
+    page.locator("#docs-body button", has_text=doc["title"]).click()
+    expect(page.locator("#panel-title")).to_have_text(doc["title"])
+    expect(page.locator("#panel-meta")).to_contain_text(f"{doc['doc_id']} · {doc['chars']} 字")
+    expect(page.locator("#panel-body mark")).to_have_count(0)
+
+
+def test_traditional_display_toggle(page: sync_api.Page, web_server: str) -> None:
+    page.goto(web_server + "/")
+    _ask(page, QUESTION)
+    answer = page.locator("#answer .answer-text")
+    expect(answer).to_contain_text("1500万元")
+    page.select_option("#lang", "traditional")
+    expect(answer).to_contain_text("1500萬元專項經費")
+    expect(page.locator("h1")).to_have_text("政策文件問答")
+    answer.locator("button.cite").first.click()
+    mark = page.locator("#panel-body mark")
+    expect(mark).to_contain_text("專項經費")
+    expect(mark).to_be_in_viewport()
+    page.select_option("#lang", "simplified")
+    expect(answer).to_contain_text("1500万元专项经费")
+    expect(mark).to_contain_text("专项经费")
+    expect(page.locator("h1")).to_have_text("政策文件问答")
+
+
+def test_untrusted_text_is_escaped(page: sync_api.Page, web_server: str) -> None:
+    """Answer, titles, passages and document text are shown as text, never parsed as HTML."""
+    evil = '<img src=x onerror="window.__pwned=1"><b>粗体</b>'
+    text = "0123456789ABCDEFGHIJ" + evil
+    cit = {"n": 1, "doc_id": "evil.txt", "chunk_id": 0, "title": evil, "start": 0, "end": len(text),
+           "quote": evil, "quote_start": 5, "quote_end": 15, "score": 0.9, "supported": False}
+    passage = {"chunk_id": 0, "doc_id": "evil.txt", "title": evil, "section": evil, "text": evil, "start": 0,
+               "end": len(text), "score": 0.03, "rank": 1, "dense_score": 0.9, "bm25_score": 1.0,
+               "kind": "body"}
+    body = {"answer": evil + "。[1][7]", "answerable": True, "message": "", "citations": [cit],
+            "passages": [passage], "mode": "extractive", "warnings": [evil], "timings": {}, "took_ms": 1.0}
+    doc = {"doc_id": "evil.txt", "title": evil, "source": "", "chars": len(text), "chunks": 1, "meta": {},
+           "text": text}
+    page.route("**/v1/ask", lambda route: route.fulfill(json=body))
+    page.route("**/v1/documents/evil.txt", lambda route: route.fulfill(json=doc))
+    page.goto(web_server + "/")
+    _ask(page, "x")
+    answer = page.locator("#answer .answer-text")
+    expect(answer).to_contain_text(evil)
+    expect(answer.locator("button.cite")).to_have_count(1)  # [7] has no citation: stays text
+    expect(answer).to_contain_text("[7]")
+    expect(page.locator("#answer .warn-tag")).to_be_visible()  # supported=false is flagged
+    answer.locator("button.cite").click()
+    expect(page.locator("#panel-body mark")).to_have_text("56789ABCDE")
+    expect(page.locator("#panel-body")).to_contain_text(evil)
+    assert page.locator("img, b").count() == 0
+    assert page.evaluate("window.__pwned") is None
+
+
+def test_upload_error_message_from_server(page: sync_api.Page, web_server: str, tmp_path: Path) -> None:
+    """The page shows what the server says when an upload is refused (server reply mocked)."""
+    f = tmp_path / "note.txt"
+    f.write_text("测试文档。", encoding="utf-8")
+    page.route("**/v1/documents", lambda route: route.fulfill(
+        status=401, json={"error": "Unauthorized", "message": "API 密钥无效"})
+        if route.request.method == "POST" else route.continue_())
+    page.goto(web_server + "/")
+    page.locator("#upload-btn").click()
+    expect(page.locator("#upload-status")).to_contain_text("请先选择")
+    page.set_input_files("#upload-file", str(f))
+    page.fill("#api-key", "wrong")
+    page.locator("#upload-btn").click()
+    expect(page.locator("#upload-status")).to_contain_text("HTTP 401")
+    expect(page.locator("#upload-status")).to_contain_text("API 密钥无效")
+
+
+def test_phone_width(phone: sync_api.Page, web_server: str) -> None:
+    page = phone
+    page.goto(web_server + "/")
+    _ask(page, QUESTION)
+    answer = page.locator("#answer .answer-text")
+    expect(answer).to_contain_text("1500万元")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "horizontal overflow"
+    expect(page.locator("#doc-panel")).to_be_hidden()
+    answer.scroll_into_view_if_needed()
+    _shot(page, "screenshot-phone.png")
+    answer.locator("button.cite").first.click()
+    mark = page.locator("#panel-body mark")
+    expect(mark).to_contain_text("1500")
+    expect(mark).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "horizontal overflow"
+    _shot(page, "screenshot-phone-citation.png")
+    page.locator("#panel-close").click()
+    expect(page.locator("#doc-panel")).to_be_hidden()
+
+
+# Last: a real upload may add a document to this module's server.
+def test_upload_to_server(page: sync_api.Page, web_server: str, tmp_path: Path) -> None:
+    key = "web-test-key"
+    probe = httpx.post(f"{web_server}/v1/documents", headers={"X-API-Key": "invalid-probe-key"}, timeout=30)
+    if probe.status_code in (404, 405):
+        pytest.skip(f"POST /v1/documents not implemented yet (HTTP {probe.status_code})")
+    f = tmp_path / "web-upload-test.txt"
+    f.write_text("网页上传测试文档\n\n这是一份用于测试网页上传功能的文档。", encoding="utf-8")
+    page.goto(web_server + "/")
+    page.set_input_files("#upload-file", str(f))
+    page.fill("#api-key", key)
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/v1/documents"
+                              and r.request.method == "POST") as info:
+        page.locator("#upload-btn").click()
+    r = info.value
+    headers = r.request.all_headers()
+    assert headers.get("x-api-key") == key
+    assert headers.get("content-type", "").startswith("multipart/form-data")
+    status = page.locator("#upload-status")
+    if r.ok:
+        expect(status).to_contain_text("已上传")
+    else:
+        expect(status).to_contain_text(f"HTTP {r.status}")
+        body = r.json()
+        expect(status).to_contain_text(body.get("message") or str(body.get("detail")))
