@@ -39,7 +39,7 @@ serve: run
 
 # Browser tests (tests/test_web.py): system Chromium + Python Playwright (no `playwright install`)
 browser: install
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei)
 	$(BIN)/pip install -q -e '.[web]'
 
 test: model browser
@@ -70,6 +70,8 @@ LLM_SIZE  ?= 1.5b
 LLM_HOST  ?= 127.0.0.1
 LLM_PORT  ?= 8081
 LLM_CTX   ?= 4096
+# half the cores: llama.cpp threads spin-wait, so sharing cores with the embedder slows decoding ~5x
+LLM_THREADS ?= $(shell n=$$(nproc); echo $$(( n > 1 ? n / 2 : 1 )))
 LLAMA_CPP ?= llama-cpp-python[server]==0.3.36
 
 .PHONY: llm-install llm-serve
@@ -82,4 +84,4 @@ llm-install: install
 llm-serve: llm-install
 	$(BIN)/python -m llama_cpp.server --model "$$($(BIN)/python -m embeddings.fetch_llm $(LLM_SIZE) --print-path)" \
 	  --model_alias "$$($(BIN)/python -c 'from embeddings.fetch_llm import MODELS; print(MODELS["$(LLM_SIZE)"].alias)')" \
-	  --host $(LLM_HOST) --port $(LLM_PORT) --n_ctx $(LLM_CTX)
+	  --host $(LLM_HOST) --port $(LLM_PORT) --n_ctx $(LLM_CTX) --n_threads $(LLM_THREADS) --n_threads_batch $(LLM_THREADS)

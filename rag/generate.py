@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Protocol
 
 import jieba
@@ -28,13 +31,28 @@ def language(text: str) -> str:
     return "zh-Hant" if _t2s().convert(text) != text else "zh-Hans"
 
 
+# Questions asking for a number, amount, rank or date: their answer holds a digit or numeral.
+_NUMERIC_Q = re.compile(r"多少|几|多大|多长|多高|多久|比例|比重|排名|第几|百分之|何时|什么时候|哪年|哪一年|哪天|哪一天|"
+                        r"how (many|much|long|large|big)|what percentage|when|what year|which year|rank", re.I)
+_NUMBER = re.compile(r"[0-9０-９]|[一二三四五六七八九十百千万亿两]+[个项家名人次年月日倍%]")
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+_CLAUSE = re.compile(r"[^，,；;：:]+[，,；;：:]?")
+
+
 @dataclass
 class Calibration:
-    """Refusal thresholds, fitted on the seed gold set by eval/calibrate.py."""
+    """Refusal thresholds, fitted on the seed gold set by ``python -m eval.calibrate``."""
 
     min_cos: float = 0.82  # best sentence cosine to the query
     min_coverage: float = 0.7  # IDF-weighted share of query terms found in the passage (CJK queries)
     min_cos_crosslingual: float = 0.84  # queries with no CJK: only the cosine speaks
+
+    @classmethod
+    def load(cls, path: Path = CALIBRATION_FILE) -> Calibration:
+        if not path.exists():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls(**{f.name: float(data[f.name]) for f in fields(cls) if f.name in data})
 
 
 class Generator(Protocol):
@@ -70,7 +88,8 @@ class ExtractiveGenerator:
         self.max_sentences = max_sentences
         self.passages = passages
 
-    def score(self, query: str, qvec: np.ndarray, hits: list[Hit]) -> tuple[list[tuple[float, Hit, Sentence]], float]:
+    def score(self, query: str, qvec: np.ndarray,
+              hits: list[Hit]) -> tuple[list[tuple[float, Hit, Sentence, float]], float]:
         """Score candidate sentences of the top passages; also the best passage coverage."""
         cands: list[tuple[Hit, Sentence]] = []
         seen: set[tuple[int, int]] = set()
@@ -85,12 +104,48 @@ class ExtractiveGenerator:
         cov = max(coverage(terms, h.chunk.embed_text(), self.idf, self.max_idf) for h in hits[:3])
         vecs = self.embedder.encode_passages([s.text for _, s in cands])
         cos = vecs @ qvec.reshape(-1)
+        numeric = bool(_NUMERIC_Q.search(query))
         scored = []
         for (h, s), c in zip(cands, cos.tolist()):
             lex = coverage(terms, s.text, self.idf, self.max_idf)
-            scored.append((c + 0.05 * lex, h, s))
+            bonus = 0.02 if numeric and _NUMBER.search(s.text) else 0.0
+            scored.append((c + 0.05 * lex + bonus, h, s, c))
         scored.sort(key=lambda x: -x[0])
         return scored, cov
+
+    def concise(self, query: str, qvec: np.ndarray, sentence: str) -> str:
+        """The clause(s) of a long sentence that answer the query: best clause by cosine + term
+        coverage, widened to a neighbour when it holds nothing beyond the query's own words."""
+        clauses = [m.group() for m in _CLAUSE.finditer(sentence)]
+        if len(sentence) <= 40 or len(clauses) < 3:
+            return sentence
+        terms = query_terms(query)
+        vecs = self.embedder.encode_passages(clauses)
+        cos = (vecs @ qvec.reshape(-1)).tolist()
+        numeric = bool(_NUMERIC_Q.search(query)) and any(_NUMBER.search(t) for t in clauses)
+        score = [c + 0.1 * coverage(terms, t, self.idf, self.max_idf) + (0.03 if numeric and _NUMBER.search(t) else 0)
+                 for c, t in zip(cos, clauses)]
+        i = int(np.argmax(score))
+        lo, hi = i, i + 1
+
+        def incomplete() -> bool:
+            window = clauses[lo:hi]
+            return _novel(window, terms) < 3 or (numeric and not any(_NUMBER.search(t) for t in window))
+
+        while incomplete() and (lo > 0 or hi < len(clauses)):
+            if hi < len(clauses) and (lo == 0 or score[hi] >= score[lo - 1]):
+                hi += 1
+            else:
+                lo -= 1
+        text = "".join(clauses[lo:hi]).rstrip("，,；;：:")
+        return text if text.endswith(("。", "！", "？", ".", "!", "?")) else text + ("。" if has_cjk(text) else "")
+
+    def features(self, query: str, qvec: np.ndarray, hits: list[Hit]) -> tuple[float, float]:
+        """(best sentence cosine, best passage coverage): the evidence the refusal rests on."""
+        scored, cov = self.score(query, qvec, hits)
+        if not scored:
+            return 0.0, 0.0
+        return float(scored[0][3]), cov
 
     def answerable(self, query: str, best_cos: float, cov: float) -> bool:
         if not has_cjk(query):
@@ -103,17 +158,24 @@ class ExtractiveGenerator:
         if not scored:
             return Answer("", False, [], hits, REFUSAL[lang])
         best = scored[0][0]
-        best_cos = best - 0.05 * coverage(query_terms(query), scored[0][2].text, self.idf, self.max_idf)
-        if not self.answerable(query, best_cos, cov):
+        if not self.answerable(query, float(scored[0][3]), cov):
             return Answer("", False, [], hits, REFUSAL[lang])
         chosen = [x for x in scored[: self.max_sentences] if x[0] >= best - 0.02]
         chosen.sort(key=lambda x: (x[1].rank, x[2].start))
         numbers: dict[int, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
-        for sc, h, s in chosen:
+        for sc, h, s, _c in chosen:
             n = numbers.setdefault(h.chunk.chunk_id, len(numbers) + 1)
             citations.append(Citation(n, h, s.text, s.start, s.end, True, round(float(sc), 4)))
-            parts.append(f"{s.text}[{n}]")
+            parts.append(f"{self.concise(query, qvec, s.text)}[{n}]")
         sep = "" if lang != "en" or has_cjk("".join(parts)) else " "
         return Answer(sep.join(parts), True, citations, hits)
+
+
+def _novel(clauses: list[str], terms: list[str]) -> int:
+    """Characters of the clauses that are not the query's own words (the new information)."""
+    t = normalize("".join(clauses))
+    for term in sorted(terms, key=len, reverse=True):
+        t = t.replace(term, "")
+    return sum(1 for ch in t if ch.isalnum())

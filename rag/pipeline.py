@@ -54,7 +54,7 @@ class Pipeline:
         """Load model and the current index version (raises typed errors on mismatch/corruption)."""
         index = store.load(Path(self.settings.index_dir))
         store.check_model(index.manifest, self.embedder.name, self.embedder.dim)
-        gen = ExtractiveGenerator(self.embedder, bm25_idf(index), index.size, Calibration())
+        gen = ExtractiveGenerator(self.embedder, bm25_idf(index), index.size, Calibration.load())
         with self._lock:  # swap both at once; in-flight queries keep their old references
             self.index, self.generator = index, gen
         return self
