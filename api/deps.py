@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the pipeline loaded in the lifespan."""
+"""FastAPI dependencies: the pipeline loaded in the lifespan; access checks and rate limits."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.security import AuthError, check_access
+from rag.config import Settings
 from rag.errors import IndexNotFoundError
 from rag.pipeline import Pipeline
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
 
 
 def get_pipeline(request: Request) -> Pipeline:
@@ -18,4 +24,26 @@ def get_pipeline(request: Request) -> Pipeline:
     return p
 
 
+def _limit(request: Request, who: str) -> None:
+    wait = request.app.state.limiter.check(who)
+    if wait > 0:
+        raise AuthError(429, f"rate limit exceeded: retry in {int(wait) + 1} s",
+                        {"Retry-After": str(int(wait) + 1)})
+
+
+def require_read(request: Request) -> str:
+    who = check_access(request, request.app.state.settings, write=False)
+    _limit(request, who)
+    return who
+
+
+def require_write(request: Request) -> str:
+    who = check_access(request, request.app.state.settings, write=True)
+    _limit(request, who)
+    return who
+
+
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ReadAccess = Depends(require_read)
+WriteAccess = Depends(require_write)

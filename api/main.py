@@ -9,11 +9,13 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.routes import answer, chat, dify, documents, health, search
+from api.security import AuthError, RateLimiter
 from rag import errors
 from rag.config import Settings
 from rag.llm import create_generator
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         p = pipeline or Pipeline(settings)
         app.state.pipeline = p
+        app.state.settings = settings
+        app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
         app.state.load_error = ""
         if not p.ready:
             try:
@@ -69,6 +73,25 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     @app.exception_handler(errors.RagError)
     async def rag_error(_: Request, e: errors.RagError) -> JSONResponse:
         return JSONResponse({"error": type(e).__name__, "message": e.message}, status_code=_status(e))
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_: Request, e: AuthError) -> JSONResponse:
+        return JSONResponse({"error": "AccessDenied" if e.status != 429 else "RateLimited", "message": e.message},
+                            status_code=e.status, headers=e.headers)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        size = request.headers.get("content-length")
+        limit = (settings.max_upload_mb * 1024 * 1024 + 65536 if request.url.path.startswith("/v1/documents")
+                 else settings.max_body_kb * 1024)
+        if size is not None and size.isdigit() and int(size) > limit:
+            return JSONResponse({"error": "TooLarge", "message": f"request body over {int(limit)} bytes"},
+                                status_code=413)
+        return await call_next(request)
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"])
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:

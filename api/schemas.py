@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.types import Answer, Citation, Hit
+from rag.types import Answer, Citation, Filters, Hit
 
 MAX_QUERY = 1000
 
@@ -17,6 +17,15 @@ class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, max_length=MAX_QUERY, description="Question or keywords")
     top_k: int = Field(5, ge=1, le=100, description="Number of passages to return")
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    doc_ids: list[str] | None = Field(None, max_length=1000, description="Only these documents")
+    collection: str | None = Field(None, max_length=100, description="Only this collection")
+    types: list[str] | None = Field(None, description="Only these source types (txt, md, pdf, docx, html)")
+    tags: list[str] | None = Field(None, description="Documents carrying all these tags")
+    date_from: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    date_to: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+    def filters(self) -> Filters:
+        return Filters(self.doc_ids, self.collection, self.types, self.tags, self.date_from, self.date_to)
 
     @field_validator("query")
     @classmethod
@@ -30,7 +39,7 @@ class SearchRequest(BaseModel):
 
 
 class AskRequest(SearchRequest):
-    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    pass
 
 
 class Passage(BaseModel):

@@ -31,28 +31,37 @@ IndexOpt = Annotated[Path | None, typer.Option("--index-dir", help="Index folder
 @app.command()
 def ingest(path: Annotated[Path, typer.Argument(help="File or folder of documents")],
            index_dir: IndexOpt = None,
-           rebuild: Annotated[bool, typer.Option(help="Rebuild from scratch (recovers a corrupt index)")] = True,
+           rebuild: Annotated[bool, typer.Option(help="Rebuild from scratch (also recovers a corrupt index)")] = False,
+           collection: Annotated[str, typer.Option(help="Collection for these documents")] = "default",
            ) -> None:
-    """Clean, chunk, embed and index documents (a new index version, switched atomically)."""
+    """Add or update documents (unchanged files are skipped); a new index version is switched atomically."""
+    from rag import store
     from rag.ingest import build_index
     from rag.loaders import load_path
     from rag.pipeline import Pipeline
+    from rag.update import apply_changes
 
     s = _settings(index_dir)
     try:
-        docs, failures = load_path(path)
+        docs, failures = load_path(path, meta={"collection": collection})
         for f in failures:
             console.print(f"[yellow]skipped[/] {f.path}: {f.error}")
         embedder = Pipeline(s).embedder
         with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as bar:
             task = bar.add_task("embed", total=None)
-            out = build_index(s.index_dir, docs, embedder, s.chunk_size, s.chunk_overlap, s.batch_size,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+            if rebuild or not store.exists(s.index_dir):
+                out = build_index(s.index_dir, docs, embedder, s.chunk_size, s.chunk_overlap, s.batch_size,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+                msg = f"indexed {len(docs)} documents -> {out}"
+            else:
+                rep = apply_changes(s.index_dir, embedder, docs, [], s.chunk_size, s.chunk_overlap, s.batch_size)
+                msg = (f"added {len(rep.added)}, replaced {len(rep.replaced)}, unchanged {len(rep.unchanged)}"
+                       f" -> version {rep.version} ({rep.chunks} chunks)")
     except RagError as e:
         console.print(f"[red]error:[/] {e.message}")
         raise typer.Exit(2) from e
-    console.print(f"indexed {len(docs)} documents -> {out}" + (f" ({len(failures)} skipped)" if failures else ""))
+    console.print(msg + (f" ({len(failures)} files skipped)" if failures else ""))
 
 
 def _pipeline(index_dir: Path | None):  # type: ignore[no-untyped-def]

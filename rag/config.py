@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     llm_retries: int = Field(2, ge=0, le=10, description="Retries on 5xx / timeout / connection errors")
     dify_api_key: str = Field("", description="If set, POST /retrieval requires `Authorization: Bearer KEY`")
 
+    # Access control (see api/security.py)
+    api_keys: list[str] = Field(default_factory=list, description="Keys for write endpoints (X-API-Key); "
+                                "empty = writes allowed from loopback clients only")
+    read_keys_required: bool = Field(False, description="Require a key for search/ask too")
+    max_upload_mb: float = Field(20, gt=0)
+    max_body_kb: int = Field(64, gt=0, description="JSON request body limit")
+    rate_limit_per_minute: int = Field(600, ge=0, description="Per key (or client IP); 0 = off")
+    cors_origins: list[str] = Field(default_factory=list)
+
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -56,8 +56,12 @@ def build_bm25(chunks: list[Chunk]) -> Any:
 
 def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk_size: int = 300,
                 overlap: int = 1, batch_size: int = 64, progress: Progress | None = None) -> Path:
+    from rag.update import assign_pages
+
     docs = _dedupe(docs)
     chunks = chunk_all(docs, chunk_size, overlap)
+    for d in docs:
+        assign_pages(d, [c for c in chunks if c.doc_id == d.doc_id])
     if not chunks:
         from rag.errors import InvalidInputError
 

@@ -14,11 +14,11 @@ from embeddings.base import Embedder
 from embeddings.factory import create_embedder
 from rag import store
 from rag.config import Settings
-from rag.errors import InvalidInputError
+from rag.errors import InvalidInputError, NotFoundError
 from rag.generate import Calibration, ExtractiveGenerator
 from rag.retrieve import MODES, hybrid
 from rag.store import IndexData
-from rag.types import Answer, Hit
+from rag.types import Answer, Document, Filters, Hit
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class Pipeline:
         self.index: IndexData | None = None
         self.generator: ExtractiveGenerator | None = None
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer at a time; readers never wait on it
 
     @property
     def embedder(self) -> Embedder:
@@ -75,17 +76,27 @@ class Pipeline:
             raise InvalidInputError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         return q
 
-    def search(self, query: str, top_k: int = 5, mode: str = "hybrid",
-               timings: dict[str, float] | None = None) -> tuple[list[Hit], np.ndarray | None]:
+    def allowed_ids(self, index: IndexData, filters: Filters | None) -> np.ndarray | None:
+        if filters is None or filters.empty():
+            return None
+        if filters.collection is not None and not any(
+                d.meta.get("collection", "default") == filters.collection for d in index.documents.values()):
+            raise NotFoundError(f"unknown collection {filters.collection!r}: see GET /v1/collections")
+        ids = [cid for d in index.documents.values() if filters.match(d) for cid in index.doc_chunks.get(d.doc_id, [])]
+        return np.array(ids, dtype=np.int64)
+
+    def search(self, query: str, top_k: int = 5, mode: str = "hybrid", timings: dict[str, float] | None = None,
+               filters: Filters | None = None) -> tuple[list[Hit], np.ndarray | None]:
         q = self._check(query, top_k, mode)
         index = self.index
         if index is None:
             raise store.IndexNotFoundError("index not loaded: run `rag ingest PATH`")
+        allowed = self.allowed_ids(index, filters)
         t = timings if timings is not None else {}
         t0 = time.perf_counter()
         qvec = self.embedder.encode_queries([q])[0] if mode != "bm25" else None
         t1 = time.perf_counter()
-        hits = hybrid(index, qvec, q, top_k, mode, self.settings.candidate_factor, self.settings.rrf_k)
+        hits = hybrid(index, qvec, q, top_k, mode, self.settings.candidate_factor, self.settings.rrf_k, allowed)
         if qvec is not None:
             for h in hits:  # a BM25-only hit still gets its cosine (for display and refusal)
                 if h.dense is None:
@@ -94,9 +105,9 @@ class Pipeline:
         t["embed_ms"], t["retrieve_ms"] = (t1 - t0) * 1000, (t2 - t1) * 1000
         return hits, qvec
 
-    def ask(self, query: str, top_k: int = 5) -> Answer:
+    def ask(self, query: str, top_k: int = 5, filters: Filters | None = None) -> Answer:
         timings: dict[str, float] = {}
-        hits, qvec = self.search(query, top_k, "hybrid", timings)
+        hits, qvec = self.search(query, top_k, "hybrid", timings, filters)
         gen = self.generator
         assert gen is not None and qvec is not None
         t0 = time.perf_counter()
@@ -104,3 +115,15 @@ class Pipeline:
         timings["generate_ms"] = (time.perf_counter() - t0) * 1000
         ans.timings = {k: round(v, 2) for k, v in timings.items() if not math.isnan(v)}
         return ans
+
+    def update(self, upserts: list[Document], deletes: list[str] | None = None):  # type: ignore[no-untyped-def]
+        """Apply document changes as a new index version, then switch readers to it."""
+        from rag.update import apply_changes
+
+        s = self.settings
+        with self._write_lock:
+            rep = apply_changes(Path(s.index_dir), self.embedder, upserts, deletes or [], s.chunk_size,
+                                s.chunk_overlap, s.batch_size)
+            if rep.added or rep.replaced or rep.deleted or self.index is None:
+                self.load()
+        return rep

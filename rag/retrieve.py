@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import faiss
 import numpy as np
 
 from rag.store import IndexData
@@ -21,16 +22,20 @@ class Ranked(NamedTuple):
     scores: np.ndarray
 
 
-def dense_search(index: IndexData, qvec: np.ndarray, k: int) -> Ranked:
-    k = min(k, index.dense.ntotal)
+def dense_search(index: IndexData, qvec: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranked:
+    """Top-k by inner product; ``allowed`` restricts to those chunk ids (exact, inside FAISS)."""
+    k = min(k, index.dense.ntotal if allowed is None else len(allowed))
     if k <= 0:
         return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
-    D, I = index.dense.search(np.ascontiguousarray(qvec.reshape(1, -1), np.float32), k)
+    params = None
+    if allowed is not None:
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+    D, I = index.dense.search(np.ascontiguousarray(qvec.reshape(1, -1), np.float32), k, params=params)
     keep = I[0] >= 0
     return Ranked(I[0][keep], D[0][keep])
 
 
-def bm25_search(index: IndexData, tokens: list[str], k: int) -> Ranked:
+def bm25_search(index: IndexData, tokens: list[str], k: int, allowed: np.ndarray | None = None) -> Ranked:
     bm = index.bm25
     if bm is None or not tokens:
         return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -38,6 +43,8 @@ def bm25_search(index: IndexData, tokens: list[str], k: int) -> Ranked:
     if not known:
         return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
     scores = np.asarray(bm.get_scores(known), dtype=np.float32)
+    if allowed is not None:
+        scores = np.where(np.isin(index.bm25_ids, allowed), scores, 0.0).astype(np.float32)
     k = min(k, int((scores > 0).sum()))
     if k <= 0:
         return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -56,11 +63,12 @@ def rrf(rankings: Sequence[Ranked], k: int = 60) -> dict[int, float]:
 
 
 def hybrid(index: IndexData, qvec: np.ndarray | None, query: str, top_k: int, mode: str = "hybrid",
-           candidate_factor: int = 4, rrf_k: int = 60) -> list[Hit]:
+           candidate_factor: int = 4, rrf_k: int = 60, allowed: np.ndarray | None = None) -> list[Hit]:
     """Retrieve ``top_k`` chunks; each retriever contributes ``top_k * candidate_factor`` candidates."""
     k0 = max(top_k * candidate_factor, 20)
-    dense = dense_search(index, qvec, k0) if mode in ("hybrid", "dense") and qvec is not None else None
-    lex = bm25_search(index, tokenize(query), k0) if mode in ("hybrid", "bm25") else None
+    use_dense = mode in ("hybrid", "dense") and qvec is not None
+    dense = dense_search(index, qvec, k0, allowed) if use_dense and qvec is not None else None
+    lex = bm25_search(index, tokenize(query), k0, allowed) if mode in ("hybrid", "bm25") else None
     dmap = dict(zip(dense.ids.tolist(), dense.scores.tolist())) if dense is not None else {}
     bmap = dict(zip(lex.ids.tolist(), lex.scores.tolist())) if lex is not None else {}
     if mode == "dense":

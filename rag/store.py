@@ -47,6 +47,11 @@ class IndexData:
     bm25: Any  # bm25s.BM25
     bm25_ids: np.ndarray  # BM25 row -> chunk_id
     path: Path = field(default_factory=Path)
+    doc_chunks: dict[str, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for cid, c in self.chunks.items():
+            self.doc_chunks.setdefault(c.doc_id, []).append(cid)
 
     @property
     def size(self) -> int:

@@ -37,6 +37,7 @@ class Chunk:
     section: str = ""
     kind: str = "body"  # body | caption
     sentences: list[Sentence] = field(default_factory=list)
+    page: int | None = None  # 1-based page of the chunk start (PDF sources)
 
     def embed_text(self) -> str:
         """Text given to the embedder and BM25: section heading gives context to short chunks."""
@@ -83,3 +84,33 @@ class Answer:
     mode: str = "extractive"
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Filters:
+    """Metadata filters on search; ``None`` fields do not filter."""
+
+    doc_ids: list[str] | None = None
+    collection: str | None = None
+    types: list[str] | None = None  # source type: txt, md, pdf, docx, html
+    tags: list[str] | None = None  # every tag must be present
+    date_from: str | None = None  # ISO dates compared with meta["date"]
+    date_to: str | None = None
+
+    def empty(self) -> bool:
+        return all(v is None for v in asdict(self).values())
+
+    def match(self, doc: Document) -> bool:
+        m = doc.meta
+        if self.doc_ids is not None and doc.doc_id not in self.doc_ids:
+            return False
+        if self.collection is not None and m.get("collection", "default") != self.collection:
+            return False
+        if self.types is not None and m.get("type") not in self.types:
+            return False
+        if self.tags and not set(self.tags) <= set(m.get("tags") or []):
+            return False
+        date = str(m.get("date") or "")
+        if self.date_from and (not date or date < self.date_from):
+            return False
+        return not (self.date_to and (not date or date > self.date_to))

@@ -1,0 +1,93 @@
+"""Incremental index changes: add, replace and delete documents without re-embedding the rest.
+
+Unchanged chunks keep their ids and vectors (read back from the FAISS IndexIDMap2); only new text
+is embedded; BM25 is re-fitted over the token lists (cheap next to embedding). The result is
+written as a new index version and switched atomically, so readers never see a half-written
+index and a crash leaves the last good version.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embeddings.base import Embedder
+from rag import store
+from rag.errors import InvalidInputError, NotFoundError
+from rag.ingest import build_bm25, chunk_all, embed_chunks
+from rag.types import Chunk, Document
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ChangeReport:
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    version: str = ""
+    chunks: int = 0
+
+
+def assign_pages(doc: Document, chunks: list[Chunk]) -> None:
+    starts = doc.meta.get("page_starts")
+    if starts:
+        for c in chunks:
+            c.page = bisect.bisect_right(starts, c.start)
+
+
+def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], deletes: list[str],
+                  chunk_size: int = 300, overlap: int = 1, batch_size: int = 32) -> ChangeReport:
+    """Upsert documents (same doc_id = new version) and delete doc ids, as one new index version."""
+    rep = ChangeReport()
+    current = store.load(index_dir) if store.exists(index_dir) else None
+    if current is not None:
+        store.check_model(current.manifest, embedder.name, embedder.dim)
+    docs = dict(current.documents) if current else {}
+    for d in deletes:
+        if d not in docs:
+            raise NotFoundError(f"no document {d!r} to delete: list them with GET /v1/documents")
+        del docs[d]
+        rep.deleted.append(d)
+    fresh: list[Document] = []
+    for d in upserts:
+        old = docs.get(d.doc_id)
+        if old is not None and old.meta.get("sha256") == d.meta.get("sha256") and \
+                old.meta.get("collection") == d.meta.get("collection"):
+            rep.unchanged.append(d.doc_id)  # same content: a no-op
+            continue
+        (rep.replaced if old is not None else rep.added).append(d.doc_id)
+        docs[d.doc_id] = d
+        fresh.append(d)
+    if not fresh and not rep.deleted:
+        rep.version = current.path.name if current else ""
+        rep.chunks = current.size if current else 0
+        return rep
+    gone = set(rep.deleted) | {d.doc_id for d in fresh}
+    kept = [c for c in (current.chunks.values() if current else []) if c.doc_id not in gone]
+    kept_ids = np.array([c.chunk_id for c in kept], dtype=np.int64)
+    kept_vecs = (current.dense.reconstruct_batch(kept_ids) if current is not None and len(kept)
+                 else np.zeros((0, embedder.dim), np.float32))
+    next_id = int(max(current.chunks, default=-1)) + 1 if current else 0
+    new_chunks = chunk_all(fresh, chunk_size, overlap, start_id=next_id)
+    for d in fresh:
+        assign_pages(d, [c for c in new_chunks if c.doc_id == d.doc_id])
+    if fresh and not new_chunks:
+        raise InvalidInputError("no indexable text in the uploaded document(s)")
+    new_vecs = embed_chunks(embedder, new_chunks, batch_size) if new_chunks else np.zeros((0, embedder.dim))
+    chunks = kept + new_chunks
+    vectors = np.vstack([kept_vecs, new_vecs]).astype(np.float32) if chunks else np.zeros((0, embedder.dim))
+    manifest = dict(current.manifest) if current else {
+        "model": embedder.name, "dim": embedder.dim, "chunk_size": chunk_size, "chunk_overlap": overlap,
+        "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": "jieba-search+opencc-t2s"},
+        "dense": {"faiss": "IndexIDMap2(IndexFlatIP)", "metric": "cosine"}}
+    bm = build_bm25(chunks) if chunks else None
+    path = store.save(index_dir, manifest, chunks, list(docs.values()), vectors, bm)
+    rep.version, rep.chunks = path.name, len(chunks)
+    logger.info("index update: +%s ~%s -%s", rep.added, rep.replaced, rep.deleted)
+    return rep
