@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(300, ge=50, le=4000, description="Target chunk length in characters")
     chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences repeated between neighbouring chunks")
 
+    vector_store: str = Field("faiss", description="faiss | milvus")
+    index_kind: str = Field("auto", description="FAISS index: auto (flat up to 200k, then ivfsq8) | flat | ivfsq8 | hnsw")
+
     rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum 1/(k + rank)")
     candidate_factor: int = Field(4, ge=1, description="Each retriever returns top_k * factor candidates")
     max_query_chars: int = Field(1000, ge=10)
@@ -49,6 +52,11 @@ class Settings(BaseSettings):
     max_body_kb: int = Field(64, gt=0, description="JSON request body limit")
     rate_limit_per_minute: int = Field(600, ge=0, description="Per key (or client IP); 0 = off")
     cors_origins: list[str] = Field(default_factory=list)
+
+    # Observability (api/observability.py)
+    log_level: str = Field("", description="api JSON logs (one line per request at INFO); empty = uvicorn's "
+                           "--log-level")
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at GET /metrics")
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -55,7 +55,8 @@ def build_bm25(chunks: list[Chunk]) -> Any:
 
 
 def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk_size: int = 300,
-                overlap: int = 1, batch_size: int = 64, progress: Progress | None = None) -> Path:
+                overlap: int = 1, batch_size: int = 64, progress: Progress | None = None,
+                index_kind: str = "auto", vector_store: str = "faiss") -> Path:
     from rag.update import assign_pages
 
     docs = _dedupe(docs)
@@ -70,8 +71,12 @@ def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk
     bm = build_bm25(chunks)
     manifest = {"model": embedder.name, "dim": embedder.dim, "chunk_size": chunk_size,
                 "chunk_overlap": overlap, "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": "jieba-search+opencc-t2s"},
-                "dense": {"faiss": "IndexIDMap2(IndexFlatIP)", "metric": "cosine"}}
-    return store.save(index_dir, manifest, chunks, docs, vectors, bm)
+                "dense": {"store": vector_store, "metric": "cosine"}}
+    from rag.vectors import build_store
+
+    ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
+    dense = build_store(vector_store, embedder.dim, ids, vectors, index_kind)
+    return store.save(index_dir, manifest, chunks, docs, dense, bm)
 
 
 def _dedupe(docs: list[Document]) -> list[Document]:

@@ -100,7 +100,7 @@ class Pipeline:
         if qvec is not None:
             for h in hits:  # a BM25-only hit still gets its cosine (for display and refusal)
                 if h.dense is None:
-                    h.dense = float(index.dense.reconstruct(h.chunk.chunk_id) @ qvec)
+                    h.dense = float(index.dense.reconstruct(np.array([h.chunk.chunk_id]))[0] @ qvec)
         t2 = time.perf_counter()
         t["embed_ms"], t["retrieve_ms"] = (t1 - t0) * 1000, (t2 - t1) * 1000
         return hits, qvec
@@ -123,7 +123,7 @@ class Pipeline:
         s = self.settings
         with self._write_lock:
             rep = apply_changes(Path(s.index_dir), self.embedder, upserts, deletes or [], s.chunk_size,
-                                s.chunk_overlap, s.batch_size)
+                                s.chunk_overlap, s.batch_size, s.index_kind, s.vector_store)
             if rep.added or rep.replaced or rep.deleted or self.index is None:
                 self.load()
         return rep

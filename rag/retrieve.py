@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import faiss
 import numpy as np
 
 from rag.store import IndexData
@@ -27,10 +26,7 @@ def dense_search(index: IndexData, qvec: np.ndarray, k: int, allowed: np.ndarray
     k = min(k, index.dense.ntotal if allowed is None else len(allowed))
     if k <= 0:
         return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
-    params = None
-    if allowed is not None:
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
-    D, I = index.dense.search(np.ascontiguousarray(qvec.reshape(1, -1), np.float32), k, params=params)
+    D, I = index.dense.search(qvec.reshape(1, -1), k, allowed)
     keep = I[0] >= 0
     return Ranked(I[0][keep], D[0][keep])
 

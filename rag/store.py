@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from rag.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
 from rag.types import Chunk, Document
+from rag.vectors import VectorStore, load_store
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class IndexData:
     manifest: dict[str, Any]
     chunks: dict[int, Chunk]
     documents: dict[str, Document]
-    dense: Any  # faiss.Index
+    dense: VectorStore
     bm25: Any  # bm25s.BM25
     bm25_ids: np.ndarray  # BM25 row -> chunk_id
     path: Path = field(default_factory=Path)
@@ -67,7 +67,7 @@ def exists(index_dir: Path) -> bool:
 
 
 def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documents: list[Document],
-         vectors: np.ndarray, bm25: Any) -> Path:
+         dense: VectorStore, bm25: Any) -> Path:
     """Write a complete new version and make it current. Returns the version folder."""
     versions = index_dir / "versions"
     versions.mkdir(parents=True, exist_ok=True)
@@ -75,10 +75,7 @@ def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documen
     tmp = versions / f".tmp-{stamp}"
     tmp.mkdir()
     ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
-    dense = faiss.IndexIDMap2(faiss.IndexFlatIP(int(manifest["dim"])))
-    if len(chunks):
-        dense.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
-    faiss.write_index(dense, str(tmp / "dense.faiss"))
+    dense.save(tmp)
     with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
         for c in chunks:
             f.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
@@ -89,7 +86,8 @@ def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documen
         bm25.save(str(tmp / "bm25"), show_progress=False)
     np.save(tmp / "bm25_ids.npy", ids)
     manifest = {**manifest, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "n_chunks": len(chunks), "n_documents": len(documents)}
+                "n_chunks": len(chunks), "n_documents": len(documents),
+                "dense": {**manifest.get("dense", {}), "kind": dense.kind}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
     _fsync_tree(tmp)
     final = versions / stamp
@@ -153,7 +151,7 @@ def load(index_dir: Path) -> IndexData:
             for line in f:
                 d = Document(**json.loads(line))
                 documents[d.doc_id] = d
-        dense = faiss.read_index(str(path / "dense.faiss"))
+        dense = load_store(path)
         bm25_ids = np.load(path / "bm25_ids.npy")
         bm25 = bm25s.BM25.load(str(path / "bm25")) if (path / "bm25").exists() else None
     except Exception as e:  # any unreadable component means the version is unusable

@@ -20,6 +20,7 @@ from rag import store
 from rag.errors import InvalidInputError, NotFoundError
 from rag.ingest import build_bm25, chunk_all, embed_chunks
 from rag.types import Chunk, Document
+from rag.vectors import build_store
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def assign_pages(doc: Document, chunks: list[Chunk]) -> None:
 
 
 def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], deletes: list[str],
-                  chunk_size: int = 300, overlap: int = 1, batch_size: int = 32) -> ChangeReport:
+                  chunk_size: int = 300, overlap: int = 1, batch_size: int = 32, index_kind: str = "auto",
+                  vector_store: str = "faiss") -> ChangeReport:
     """Upsert documents (same doc_id = new version) and delete doc ids, as one new index version."""
     rep = ChangeReport()
     current = store.load(index_dir) if store.exists(index_dir) else None
@@ -71,7 +73,7 @@ def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], 
     gone = set(rep.deleted) | {d.doc_id for d in fresh}
     kept = [c for c in (current.chunks.values() if current else []) if c.doc_id not in gone]
     kept_ids = np.array([c.chunk_id for c in kept], dtype=np.int64)
-    kept_vecs = (current.dense.reconstruct_batch(kept_ids) if current is not None and len(kept)
+    kept_vecs = (current.dense.reconstruct(kept_ids) if current is not None and len(kept)
                  else np.zeros((0, embedder.dim), np.float32))
     next_id = int(max(current.chunks, default=-1)) + 1 if current else 0
     new_chunks = chunk_all(fresh, chunk_size, overlap, start_id=next_id)
@@ -85,9 +87,11 @@ def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], 
     manifest = dict(current.manifest) if current else {
         "model": embedder.name, "dim": embedder.dim, "chunk_size": chunk_size, "chunk_overlap": overlap,
         "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": "jieba-search+opencc-t2s"},
-        "dense": {"faiss": "IndexIDMap2(IndexFlatIP)", "metric": "cosine"}}
+        "dense": {"store": vector_store, "metric": "cosine"}}
     bm = build_bm25(chunks) if chunks else None
-    path = store.save(index_dir, manifest, chunks, list(docs.values()), vectors, bm)
+    ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
+    dense = build_store(vector_store, embedder.dim, ids, vectors, index_kind)
+    path = store.save(index_dir, manifest, chunks, list(docs.values()), dense, bm)
     rep.version, rep.chunks = path.name, len(chunks)
     logger.info("index update: +%s ~%s -%s", rep.added, rep.replaced, rep.deleted)
     return rep

@@ -35,7 +35,7 @@ def test_add_noop_replace_delete_keep_ids_and_vectors(pipe, tmp_path):
     assert r.replaced == ["d2.txt"]
     kept = [cid for cid, d in before.items() if d == "d1.txt"]
     assert all(pipe.index.chunks[c].doc_id == "d1.txt" for c in kept)  # stable ids for unchanged docs
-    v = pipe.index.dense.reconstruct(kept[0])
+    v = pipe.index.dense.reconstruct(np.array(kept[:1]))[0]
     assert np.allclose(v, HashEmbedder().encode_passages([pipe.index.chunks[kept[0]].embed_text()])[0])
     hits, _ = pipe.search("乳业二期", 3, "bm25")
     assert hits[0].chunk.text == "乳业技术创新中心二期。"
