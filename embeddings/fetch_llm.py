@@ -60,7 +60,8 @@ def is_installed(size: str = "1.5b", models_dir: Path = DEFAULT_DIR) -> bool:
     if not path.exists() or not stamp.exists():
         return False
     recorded = stamp.read_text().split()
-    return len(recorded) == 2 and recorded[0] == MODELS[size].sha256 and recorded[1] == str(path.stat().st_size)
+    size_ok = len(recorded) == 2 and recorded[1] == str(path.stat().st_size)
+    return size_ok and recorded[0] == MODELS[size].sha256
 
 
 def fetch(size: str = "1.5b", models_dir: Path = DEFAULT_DIR, log=print) -> Path:  # type: ignore[no-untyped-def]

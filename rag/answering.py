@@ -46,12 +46,13 @@ class _Prepared:
     t0: float
 
 
-def _prepare(pipeline: Any, query: str, top_k: int, mode: str) -> _Prepared:
+def _prepare(pipeline: Any, query: str, top_k: int, mode: str, filters: Any = None) -> _Prepared:
     if mode not in MODES:
         raise InvalidInputError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    hits, qvec = pipeline.search(query, top_k, "hybrid", timings)
+    hits, qvec = (pipeline.search(query, top_k, "hybrid", timings) if filters is None
+                  else pipeline.search(query, top_k, "hybrid", timings, filters))
     q = query.strip()
     gen = pipeline.generator
     assert gen is not None and qvec is not None
@@ -88,9 +89,9 @@ def _llm_result(p: _Prepared, raw: str, embedder: Any) -> Answer:
 
 
 def answer(pipeline: Any, query: str, top_k: int = 5, mode: Mode | str = "extractive", generator: Any = None,
-           temperature: float | None = None, max_tokens: int | None = None) -> Answer:
+           temperature: float | None = None, max_tokens: int | None = None, filters: Any = None) -> Answer:
     """Answer ``query`` from ``pipeline`` (a loaded rag.pipeline.Pipeline); see the module doc."""
-    p = _prepare(pipeline, query, top_k, mode)
+    p = _prepare(pipeline, query, top_k, mode, filters)
     if mode == "extractive" or not p.base.answerable:
         return _finish(p.base, p, mode)
     if generator is None:
@@ -110,9 +111,9 @@ def answer(pipeline: Any, query: str, top_k: int = 5, mode: Mode | str = "extrac
 
 def stream_answer(pipeline: Any, query: str, top_k: int = 5, mode: Mode | str = "extractive",
                   generator: Any = None, temperature: float | None = None,
-                  max_tokens: int | None = None) -> Iterator[Event]:
+                  max_tokens: int | None = None, filters: Any = None) -> Iterator[Event]:
     """Retrieve now (typed errors raise here, before any event), then return the event iterator."""
-    p = _prepare(pipeline, query, top_k, mode)
+    p = _prepare(pipeline, query, top_k, mode, filters)
     return _events(pipeline, p, mode, generator, temperature, max_tokens)
 
 

@@ -30,7 +30,9 @@ from rag.types import Answer, Hit
 
 logger = logging.getLogger(__name__)
 
-PROMPT_PASSAGES = 5  # passages numbered [1]..[n] in the prompt: hits[n-1] is passage n
+# passages numbered [1]..[n] in the prompt: hits[n-1] is passage n. Prompt tokens dominate the latency of a
+# small local model on CPU (~40 prompt tokens/s on one busy core: 5 passages ~ 900 tokens ~ 20 s).
+PROMPT_PASSAGES = 4
 PASSAGE_CHARS = 900  # each passage is cut to this many characters (the 4k-token context of small models)
 DEFAULT_TEMPERATURE = 0.1
 DEFAULT_MAX_TOKENS = 400
@@ -76,7 +78,8 @@ def format_passages(hits: list[Hit], limit: int = PROMPT_PASSAGES, chars: int = 
     blocks = []
     for n, h in enumerate(hits[:limit], 1):
         c = h.chunk
-        head = " ".join(x for x in (f"《{c.title}》" if c.title else "", c.section) if x)
+        title = f"《{c.title}》" if c.title and c.title != c.doc_id else ""
+        head = " ".join(x for x in (title, c.section) if x)
         text = c.text if len(c.text) <= chars else c.text[:chars] + "…"
         blocks.append(f"[{n}] {head}\n{text}" if head else f"[{n}] {text}")
     return "\n\n".join(blocks)
@@ -87,7 +90,8 @@ def build_messages(query: str, hits: list[Hit], lang: str | None = None,
     """Chat messages: system rules in the question's language + numbered passages and the question."""
     lang = lang or language(query)
     return [{"role": "system", "content": SYSTEM[lang]},
-            {"role": "user", "content": USER[lang].format(passages=format_passages(hits, limit), query=query)}]
+            {"role": "user",
+             "content": USER[lang].format(passages=format_passages(hits, limit), query=query)}]
 
 
 _REFUSAL_KEYS = ("没有找到", "没有相关", "未找到", "未提及", "没有提及", "没有提到", "无法回答", "无法从",
@@ -180,7 +184,8 @@ class OpenAICompatGenerator:
             try:
                 return str(r.json()["choices"][0]["message"]["content"] or "")
             except (ValueError, KeyError, IndexError, TypeError) as e:
-                raise GeneratorError(f"LLM at {self.base_url} sent an unexpected response: {r.text[:300]}") from e
+                raise GeneratorError(f"LLM at {self.base_url} sent an unexpected response: "
+                                     f"{r.text[:300]}") from e
         raise self._fail(last)
 
     def stream_chat(self, messages: list[dict[str, Any]], temperature: float | None = None,
@@ -242,7 +247,8 @@ class OpenAICompatGenerator:
 class LlamaCppGenerator(OpenAICompatGenerator):
     """The local model: llama.cpp's OpenAI-compatible server (``make llm-serve``) on loopback."""
 
-    def __init__(self, base_url: str = LOCAL_BASE_URL, model: str = "qwen2.5-1.5b-instruct", **kw: Any) -> None:
+    def __init__(self, base_url: str = LOCAL_BASE_URL, model: str = "qwen2.5-1.5b-instruct",
+                 **kw: Any) -> None:
         super().__init__(base_url, model, **kw)
 
 
@@ -296,7 +302,9 @@ class LlamaServer:
         self.host, self.port = host, port
         self.alias = alias or self.model_path.stem
         self.n_ctx = n_ctx
-        self.threads = threads or os.cpu_count() or 1
+        # half the cores: llama.cpp threads spin at barriers, so one preempted thread (by the embedder or
+        # another process) slows decoding ~5x: 11 vs 2 tokens/s with 1 vs 2 threads on a busy 2-core box
+        self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
         self.python = python
         self.log_path = Path(log_path) if log_path else None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -308,7 +316,7 @@ class LlamaServer:
     def command(self) -> list[str]:
         return [self.python, "-m", "llama_cpp.server", "--model", str(self.model_path), "--model_alias",
                 self.alias, "--host", self.host, "--port", str(self.port), "--n_ctx", str(self.n_ctx),
-                "--n_threads", str(self.threads)]
+                "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)]
 
     def start(self, wait: float = 180.0) -> str:
         if not self.model_path.exists():

@@ -12,14 +12,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import PipelineDep
+from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
 from api.schemas import AskResponse, CitationOut, ErrorResponse, SearchRequest
 from rag import answering
 from rag.types import Answer
 
 logger = logging.getLogger("api")
-router = APIRouter(prefix="/v1", tags=["answer"], responses={422: {"model": ErrorResponse}})
+router = APIRouter(prefix="/v1", tags=["answer"], responses={422: {"model": ErrorResponse}},
+                   dependencies=[ReadAccess])
 
 
 class AnswerRequest(SearchRequest):
@@ -56,8 +57,9 @@ async def answer(req: AnswerRequest, pipeline: PipelineDep, generator: Generator
     t0 = time.perf_counter()
     if req.stream:
         events = await run_in_threadpool(answering.stream_answer, pipeline, req.query, req.top_k, req.mode,
-                                         generator)
+                                         generator, None, None, req.filters())
         return StreamingResponse(answer_events(events, t0), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
-    ans = await run_in_threadpool(answering.answer, pipeline, req.query, req.top_k, req.mode, generator)
+    ans = await run_in_threadpool(answering.answer, pipeline, req.query, req.top_k, req.mode, generator,
+                                  None, None, req.filters())
     return AskResponse.from_answer(ans, (time.perf_counter() - t0) * 1000)

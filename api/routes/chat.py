@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import PipelineDep
+from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
 from api.schemas import CitationOut, ErrorResponse
 from rag import answering
@@ -27,7 +27,8 @@ from rag.errors import InvalidInputError
 from rag.types import Answer
 
 logger = logging.getLogger("api")
-router = APIRouter(prefix="/v1", tags=["chat"], responses={422: {"model": ErrorResponse}})
+router = APIRouter(prefix="/v1", tags=["chat"], responses={422: {"model": ErrorResponse}},
+                   dependencies=[ReadAccess])
 
 EXTRACTIVE_MODEL = "policy-rag-extractive"
 
@@ -90,8 +91,8 @@ def models(request: Request) -> dict[str, Any]:
 
 
 @router.post("/chat/completions",
-             responses={200: {"content": {"text/event-stream": {}},
-                              "description": "chat.completion JSON (+ citations), or chunks when stream=true"}})
+             responses={200: {"content": {"text/event-stream": {}}, "description":
+                              "chat.completion JSON (+ citations), or chunks when stream=true"}})
 async def chat_completions(req: ChatRequest, pipeline: PipelineDep,  # type: ignore[no-untyped-def]
                            generator: GeneratorDep):
     """OpenAI-compatible chat completion answering the last user message from the documents, cited."""

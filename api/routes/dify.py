@@ -2,7 +2,8 @@
 
 Point a Dify "external knowledge API" at this service's base URL (Dify appends /retrieval). Records are
 the hybrid-ranked passages; ``score`` is the dense cosine to the query, filtered by ``score_threshold``.
-With RAG_DIFY_API_KEY set, ``Authorization: Bearer KEY`` is required (Dify's error codes 1001/1002).
+With RAG_DIFY_API_KEY set, ``Authorization: Bearer KEY`` is required (Dify's error codes 1001/1002);
+otherwise the API's read access rules apply (RAG_API_KEYS when read keys are required). Rate-limited.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import PipelineDep
+from api.deps import PipelineDep, _limit, require_read
 
 router = APIRouter(tags=["dify"])
 
@@ -31,7 +32,7 @@ class RetrievalRequest(BaseModel):
 
     knowledge_id: str = ""
     query: str = Field(..., min_length=1)
-    retrieval_setting: RetrievalSetting = Field(default_factory=RetrievalSetting)
+    retrieval_setting: RetrievalSetting = Field(default_factory=lambda: RetrievalSetting.model_validate({}))
 
 
 class Record(BaseModel):
@@ -61,9 +62,14 @@ def _auth_error(request: Request, key: str) -> JSONResponse | None:
 @router.post("/retrieval", response_model=RetrievalResponse)
 async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineDep):  # type: ignore[no-untyped-def]
     """Passages for a Dify knowledge-base query: content, cosine score, title and source metadata."""
-    err = _auth_error(request, getattr(pipeline.settings, "dify_api_key", ""))
-    if err is not None:
-        return err
+    key = getattr(pipeline.settings, "dify_api_key", "")
+    if key:
+        err = _auth_error(request, key)
+        if err is not None:
+            return err
+        _limit(request, "dify")
+    else:
+        require_read(request)
     rs = req.retrieval_setting
     hits, _ = await run_in_threadpool(pipeline.search, req.query, rs.top_k, "hybrid")
     records = []
