@@ -45,12 +45,18 @@ def embed_chunks(embedder: Embedder, chunks: list[Chunk], batch_size: int = 64,
     return out
 
 
-def build_bm25(chunks: list[Chunk]) -> Any:
+def build_bm25(chunks: list[Chunk], cache: dict[int, list[str]] | None = None) -> Any:
+    """Fit BM25 over the chunks; tokens of chunks in ``cache`` (from the previous version's
+    tokens.jsonl) are reused, so an incremental update only tokenises new text."""
     import bm25s
 
+    cache = cache or {}
+    todo = [c for c in chunks if c.chunk_id not in cache]
+    fresh = dict(zip((c.chunk_id for c in todo), tokenize_many([c.embed_text() for c in todo])))
+    tokens = [cache.get(c.chunk_id) or fresh.get(c.chunk_id, []) for c in chunks]
     bm = bm25s.BM25()
-    tokens = tokenize_many([c.embed_text() for c in chunks])
     bm.index(tokens, show_progress=False)
+    bm.chunk_tokens = tokens  # written by store.save as tokens.jsonl
     return bm
 
 

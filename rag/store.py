@@ -84,6 +84,11 @@ def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documen
             f.write(json.dumps(d.__dict__, ensure_ascii=False) + "\n")
     if bm25 is not None:
         bm25.save(str(tmp / "bm25"), show_progress=False)
+        toks = getattr(bm25, "chunk_tokens", None)
+        if toks is not None:
+            with open(tmp / "tokens.jsonl", "w", encoding="utf-8") as f:
+                for c, t in zip(chunks, toks):
+                    f.write(json.dumps([c.chunk_id, " ".join(t)], ensure_ascii=False) + "\n")
     np.save(tmp / "bm25_ids.npy", ids)
     manifest = {**manifest, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "n_chunks": len(chunks), "n_documents": len(documents),
@@ -125,6 +130,18 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError) as e:
         raise IndexCorruptError(f"{path} is unreadable ({e}): run `rag ingest PATH --rebuild`") from e
+
+
+def read_tokens(folder: Path) -> dict[int, list[str]]:
+    """BM25 tokens per chunk id of a version (empty when the version has none)."""
+    out: dict[int, list[str]] = {}
+    path = folder / "tokens.jsonl"
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                cid, toks = json.loads(line)
+                out[int(cid)] = toks.split(" ") if toks else []
+    return out
 
 
 def check_model(manifest: dict[str, Any], model: str, dim: int) -> None:

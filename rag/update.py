@@ -88,7 +88,7 @@ def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], 
         "model": embedder.name, "dim": embedder.dim, "chunk_size": chunk_size, "chunk_overlap": overlap,
         "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": "jieba-search+opencc-t2s"},
         "dense": {"store": vector_store, "metric": "cosine"}}
-    bm = build_bm25(chunks) if chunks else None
+    bm = build_bm25(chunks, store.read_tokens(current.path) if current is not None else None) if chunks else None
     ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
     dense = build_store(vector_store, embedder.dim, ids, vectors, index_kind)
     path = store.save(index_dir, manifest, chunks, list(docs.values()), dense, bm)

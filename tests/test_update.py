@@ -105,3 +105,16 @@ def test_docx_and_pdf_loaders_keep_structure():
 def test_empty_documents_rejected(pipe):
     with pytest.raises(InvalidInputError):
         pipe.update([Document("e.txt", "   ", meta={"sha256": "x"})])
+
+
+def test_incremental_update_reuses_bm25_tokens(pipe, monkeypatch):
+    pipe.update([doc(1, "稀土新材料产业。"), doc(2, "乳业技术创新中心。")])
+    import rag.ingest as ingest
+
+    seen = []
+    real = ingest.tokenize_many
+    monkeypatch.setattr(ingest, "tokenize_many", lambda texts: seen.extend(texts) or real(texts))
+    pipe.update([doc(3, "鄂尔多斯实验室。")])
+    assert seen == ["鄂尔多斯实验室。"]  # only the new chunk was tokenised
+    hits, _ = pipe.search("稀土", 3, "bm25")
+    assert hits[0].chunk.doc_id == "d1.txt"
