@@ -10,12 +10,13 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import observability
 from api.routes import answer, chat, dify, documents, health, search
-from api.security import AuthError, RateLimiter
+from api.security import AuthError, RateLimiter, check_access
 from rag import errors
 from rag.config import Settings
 from rag.llm import create_generator
@@ -45,10 +46,13 @@ def _status(e: errors.RagError) -> int:
 
 def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = observability.Metrics(lambda: getattr(app.state, "pipeline", None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        observability.configure_logging(settings.log_level)
         p = pipeline or Pipeline(settings)
+        observability.instrument_pipeline(p, metrics)
         app.state.pipeline = p
         app.state.settings = settings
         app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -57,7 +61,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             try:
                 p.load()
                 logger.info("ready: %d chunks from %s", p.index.size if p.index else 0, settings.index_dir)
-            except errors.IndexNotFoundError as e:  # serve (health says not ready) until an index exists
+            # serve (health says not ready, with the message) until an index exists or is rebuilt
+            except (errors.IndexNotFoundError, errors.IndexCorruptError) as e:
                 app.state.load_error = e.message
                 logger.error("not ready: %s", e.message)
         app.state.llm = create_generator(settings)  # None when RAG_LLM_BASE_URL is empty
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     app = FastAPI(title="Policy RAG", version="0.1.0", lifespan=lifespan,
                   description="Cited retrieval and question answering over policy documents.")
+    app.state.metrics = metrics
 
     @app.exception_handler(errors.RagError)
     async def rag_error(_: Request, e: errors.RagError) -> JSONResponse:
@@ -116,6 +122,18 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(answer.router)
     app.include_router(chat.router)
     app.include_router(dify.router)
+
+    if settings.metrics_enabled:
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics(request: Request) -> Response:
+            """Prometheus text format (api/observability.py); needs a key only when read keys are required."""
+            if settings.read_keys_required:
+                check_access(request, settings, write=False)
+            body, ctype = observability.metrics_response(metrics)
+            return Response(body, media_type=ctype)
+
+    # outermost (added last): request id + latency/error metrics + JSON access log for every response
+    app.add_middleware(observability.ObservabilityMiddleware, metrics=metrics, root=app)
 
     if (WEB / "index.html").exists():
         app.mount("/static", StaticFiles(directory=WEB), name="static")

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,22 +62,26 @@ def free_port() -> int:
 def start_server(index_dir: Path, env: dict[str, str] | None = None, timeout: float = 180) -> tuple[subprocess.Popen, str]:
     port = free_port()
     e = {**os.environ, "RAG_INDEX_DIR": str(index_dir), **(env or {})}
+    # Server output goes to a file (a pipe nobody reads would fill up and block the server).
+    log = tempfile.NamedTemporaryFile(prefix=f"server-{port}-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"], cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+         "--log-level", "warning"], cwd=ROOT, env=e, stdout=log, stderr=subprocess.STDOUT,
     )
+    proc.log_path = log.name  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{out[-3000:]}")
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    with httpx.Client(timeout=2) as client:
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                out = Path(log.name).read_text(errors="replace")
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{out[-3000:]}")
+            try:
+                if client.get(base + "/healthz").status_code == 200:
+                    return proc, base
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
     proc.kill()
     raise RuntimeError("server did not become ready in time")
 

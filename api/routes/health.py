@@ -25,6 +25,12 @@ def healthz(request: Request, response: Response) -> Health:
     return h
 
 
+@router.get("/readyz", response_model=Health)
+def readyz(request: Request, response: Response) -> Health:
+    """Readiness (alias of /healthz): 200 when ready, 503 with ``error`` otherwise."""
+    return healthz(request, response)
+
+
 @router.get("/livez")
 def livez() -> dict[str, str]:
     """Liveness: the process answers."""

@@ -1,0 +1,255 @@
+"""Bounded load / soak test of the API over loopback: N async clients POST /v1/search and /v1/ask (extractive)
+with the seed questions for a fixed time, then print one JSON report (requests, errors, p50/p95/p99, rps,
+per endpoint, server RSS start/end/max).
+
+    # against a running server (loopback only) whose pid is known, for RSS from /proc
+    python scripts/load_test.py --url http://127.0.0.1:8000 --clients 50 --seconds 60 --pid 1234
+    # start a server on a free loopback port over INDEX (rate limit off), run, stop it: `make load`
+    python scripts/load_test.py --serve data/index --clients 50 --seconds 60
+    # soak: run for --soak-seconds, sampling the server's RSS every --sample-every seconds: `make soak`
+    python scripts/load_test.py --serve data/index --clients 10 --soak-seconds 600
+
+Every loop is bounded by time (--seconds / --soak-seconds) and count (--max-requests). Without --pid the
+RSS comes from the server's own /metrics (process_resident_memory_bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLD = ROOT / "eval" / "gold" / "seed_gold.jsonl"
+FALLBACK = ["中国工程科技发展战略内蒙古研究院每年安排多少专项经费？",
+            "呼和浩特市2023年科技创新发展指数排名第几？", "“青城之光”的运算速度是多少？",
+            "內蒙古打造了多少個產業集群和重要產業鏈？",
+            "How many innovation platforms does Hohhot have in total?"]
+
+
+def questions() -> list[str]:
+    if GOLD.exists():
+        qs = [json.loads(ln)["query"] for ln in GOLD.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if qs:
+            return qs
+    return FALLBACK
+
+
+def loopback_only(url: str) -> None:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    sys.exit(f"refusing to load-test {host!r}: only loopback addresses (127.0.0.0/8, ::1, localhost)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(index_dir: Path, embedder: str | None,
+                 timeout: float = 300) -> tuple[subprocess.Popen, str, Path]:
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="rag-load-", suffix=".log")[1])
+    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_RATE_LIMIT_PER_MINUTE": "0"}
+    if embedder:
+        env["RAG_EMBEDDER"] = embedder
+    with open(log, "wb") as out:
+        cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}; log: {log}\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return proc, base, log
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    sys.exit(f"server not ready in {timeout} s; log: {log}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))], 2)
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    return {"p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99),
+            "mean": round(sum(lat) / len(lat), 2) if lat else float("nan"),
+            "max": round(max(lat), 2) if lat else float("nan")}
+
+
+async def rss_mb(client: httpx.AsyncClient, base: str, pid: int | None) -> float | None:
+    if pid:
+        try:
+            for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if ln.startswith("VmRSS:"):
+                    return round(int(ln.split()[1]) / 1024, 1)
+        except OSError:
+            return None
+    try:
+        r = await client.get(base + "/metrics", timeout=10)
+        for ln in r.text.splitlines():
+            if ln.startswith("process_resident_memory_bytes "):
+                return round(float(ln.split()[1]) / 2**20, 1)
+    except httpx.HTTPError:
+        pass
+    return None
+
+
+async def run(base: str, clients: int, seconds: float, pid: int | None, sample_every: float, top_k: int,
+              endpoints: list[str], timeout: float, max_requests: int, warmup: int = 4) -> dict[str, Any]:
+    qs = questions()
+    lat: dict[str, list[float]] = {e: [] for e in endpoints}
+    status: dict[str, int] = {}
+    errors: list[str] = []
+    count = 0
+    samples: list[tuple[float, float]] = []
+    limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        for i in range(warmup):  # not measured: lazy initialisation (tokenizer dictionaries, first batch)
+            await client.post(f"{base}/v1/{endpoints[i % len(endpoints)]}", json={"query": qs[i % len(qs)]})
+        t0 = time.monotonic()
+        end = t0 + seconds
+        first = await rss_mb(client, base, pid)
+        if first is not None:
+            samples.append((0.0, first))
+
+        async def worker(i: int) -> None:
+            nonlocal count
+            rnd = random.Random(i)
+            n = i
+            while time.monotonic() < end and count < max_requests:
+                ep = endpoints[n % len(endpoints)]
+                n += 1
+                count += 1
+                body = {"query": rnd.choice(qs), "top_k": top_k}
+                s = time.perf_counter()
+                try:
+                    r = await client.post(f"{base}/v1/{ep}", json=body)
+                    code = str(r.status_code)
+                    if r.status_code != 200:
+                        errors.append(f"{ep} {r.status_code} {r.text[:160]}")
+                except httpx.HTTPError as e:
+                    code = type(e).__name__
+                    errors.append(f"{ep} {code}: {e}")
+                ms = (time.perf_counter() - s) * 1000
+                status[code] = status.get(code, 0) + 1
+                if code == "200":
+                    lat[ep].append(ms)
+
+        async def sampler() -> None:
+            while time.monotonic() + sample_every < end:
+                await asyncio.sleep(sample_every)
+                v = await rss_mb(client, base, pid)
+                if v is not None:
+                    samples.append((round(time.monotonic() - t0, 1), v))
+
+        sampler_task = asyncio.create_task(sampler())
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+        elapsed = time.monotonic() - t0
+        sampler_task.cancel()
+        last = await rss_mb(client, base, pid)
+        if last is not None:
+            samples.append((round(elapsed, 1), last))
+    all_lat = [x for v in lat.values() for x in v]
+    ok = status.get("200", 0)
+    mem = [v for _, v in samples]
+    return {
+        "url": base, "clients": clients, "seconds": round(elapsed, 1), "endpoints": endpoints, "top_k": top_k,
+        "requests": count, "ok": ok, "errors": count - ok, "status": status,
+        "rps": round(count / elapsed, 2), "ok_rps": round(ok / elapsed, 2),
+        "latency_ms": summary(all_lat),
+        "per_endpoint": {e: {"ok": len(v), **summary(v)} for e, v in lat.items()},
+        "memory_mb": {"start": mem[0] if mem else None, "end": mem[-1] if mem else None,
+                      "max": max(mem) if mem else None, "source": f"/proc/{pid}" if pid else "/metrics",
+                      "samples": samples},
+        "error_samples": errors[:5],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="Base URL of a running server (loopback only)")
+    where.add_argument("--serve", type=Path, metavar="INDEX_DIR", help="Start a server over this index")
+    ap.add_argument("--embedder", help="RAG_EMBEDDER for --serve (default: the environment's)")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--soak-seconds", type=float, default=0, help="Soak mode: run this long instead")
+    ap.add_argument("--sample-every", type=float, default=10, help="RSS sampling period (s)")
+    ap.add_argument("--pid", type=int, help="Server pid for RSS from /proc (default: /metrics)")
+    ap.add_argument("--endpoints", default="search,ask")
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--timeout", type=float, default=60, help="Per-request timeout (s)")
+    ap.add_argument("--max-requests", type=int, default=2_000_000)
+    ap.add_argument("--warmup", type=int, default=4, help="Unmeasured requests before the clock starts")
+    ap.add_argument("--out", type=Path, help="Also write the JSON report here")
+    a = ap.parse_args()
+    if not (1 <= a.clients <= 1000 and 0 < a.seconds <= 7200 and 0 <= a.soak_seconds <= 7200):
+        sys.exit("--clients 1..1000, --seconds and --soak-seconds up to 7200")
+    endpoints = [e.strip() for e in a.endpoints.split(",") if e.strip() in ("search", "ask")]
+    if not endpoints:
+        sys.exit("--endpoints: search and/or ask")
+    proc = None
+    log = None
+    if a.serve:
+        proc, base, log = start_server(a.serve, a.embedder)
+        pid = a.pid or proc.pid
+    else:
+        base, pid = a.url.rstrip("/"), a.pid
+        loopback_only(base)
+    seconds = a.soak_seconds or a.seconds
+    try:
+        report = asyncio.run(run(base, a.clients, seconds, pid, a.sample_every, a.top_k, endpoints, a.timeout,
+                                 a.max_requests, max(0, min(a.warmup, 100))))
+    finally:
+        if proc is not None:
+            stop_server(proc)
+    report["mode"] = "soak" if a.soak_seconds else "load"
+    if log is not None:
+        report["server_log"] = str(log)
+    text = json.dumps(report, ensure_ascii=False)
+    print(text)
+    if a.out:
+        a.out.write_text(text + "\n", encoding="utf-8")
+    sys.exit(0 if report["errors"] == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
