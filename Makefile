@@ -8,7 +8,7 @@ INDEX   ?= data/index
 SEEDS   ?= seeds
 STAMP   := $(VENV)/.installed
 
-.PHONY: install model index run serve test test-fast lint eval bench clean browser
+.PHONY: install model index run serve test test-fast lint eval bench clean browser load soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,7 +50,7 @@ test-fast: install
 	$(BIN)/pytest -q -m "not integration"
 
 lint: install
-	$(BIN)/ruff check rag embeddings api eval tests bench
+	$(BIN)/ruff check rag embeddings api eval tests bench scripts
 	$(BIN)/mypy rag embeddings api
 
 eval: model
@@ -62,6 +62,20 @@ bench: model
 
 clean:
 	rm -rf $(VENV) .cache data/index
+
+# Load / soak (issue 7): starts a server over $(INDEX) on a free loopback port (rate limit off), runs N async
+# clients against /v1/search and /v1/ask for a fixed time, prints JSON (p50/p95/p99, rps, errors, server RSS).
+CLIENTS      ?= 50
+LOAD_SECONDS ?= 60
+SOAK_CLIENTS ?= 10
+SOAK_SECONDS ?= 600
+
+load: model $(INDEX)/current/manifest.json
+	$(BIN)/python scripts/load_test.py --serve $(INDEX) --clients $(CLIENTS) --seconds $(LOAD_SECONDS)
+
+soak: model $(INDEX)/current/manifest.json
+	$(BIN)/python scripts/load_test.py --serve $(INDEX) --clients $(SOAK_CLIENTS) --soak-seconds $(SOAK_SECONDS) \
+	  --sample-every 10
 
 # --- Local LLM (issue 4): llama.cpp's OpenAI-compatible server on loopback --------------------------------
 # `make llm-install` (source build, ~6 min on 2 cores) then `make llm-serve`; in another shell
@@ -85,3 +99,19 @@ llm-serve: llm-install
 	$(BIN)/python -m llama_cpp.server --model "$$($(BIN)/python -m embeddings.fetch_llm $(LLM_SIZE) --print-path)" \
 	  --model_alias "$$($(BIN)/python -c 'from embeddings.fetch_llm import MODELS; print(MODELS["$(LLM_SIZE)"].alias)')" \
 	  --host $(LLM_HOST) --port $(LLM_PORT) --n_ctx $(LLM_CTX) --n_threads $(LLM_THREADS) --n_threads_batch $(LLM_THREADS)
+
+# --- Milvus vector store + large ingestion (docs/milvus.md) -----------------------------------------------
+# `make milvus` installs pymilvus + milvus-lite; RAG_VECTOR_STORE=milvus then builds milvus-lite indexes
+# (RAG_MILVUS_URI=http://host:19530 + RAG_MILVUS_TOKEN for a server). `make ingest-large` builds a 50k-doc
+# Chinese corpus from ../shared/data and ingests it in resumable batches (hash embedder; see the script).
+LARGE_DOCS  ?= 50000
+LARGE_BATCH ?= 5000
+LARGE_STORE ?= faiss
+
+.PHONY: milvus ingest-large
+
+milvus: install
+	$(BIN)/pip install -q -e '.[milvus]'
+
+ingest-large: install
+	$(BIN)/python scripts/ingest_large.py --docs $(LARGE_DOCS) --batch $(LARGE_BATCH) --store $(LARGE_STORE)
