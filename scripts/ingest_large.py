@@ -1,0 +1,396 @@
+"""Build a large Chinese corpus (>= 50,000 documents) from ../shared/data and ingest it in resumable batches.
+
+Corpus (written once as .txt files under ``--corpus-dir``, reused while its corpus.json matches):
+
+1. every distinct paragraph (>= 40 characters after whitespace normalisation) of: CMRC 2018 dev + trial
+   contexts, DRCD dev contexts, DuReader 2.0 demo (dev + train) document paragraphs, RGB zh
+   (refine, int, fact) positive and negative passages;
+2. if that is fewer than ``--docs``: **sentence-window documents** over the same paragraphs: each
+   paragraph is split into sentences (after 。！？!?；), and every run of 3 consecutive sentences
+   (stride 2; then 2 sentences, stride 1, if still short) that is shorter than its paragraph and >= 40
+   characters becomes one more document, distinct by content. All text is real; windows overlap their
+   source paragraph, which is fine for throughput but makes the corpus more redundant than a real one.
+
+Ingestion: the files are taken in order in batches of ``--batch``; each batch goes through
+``rag.update.apply_changes`` (one new index version per batch, switched atomically). A crash or ^C
+loses at most the batch in flight: on restart, batches whose documents are all in the current version
+with the same sha256 are skipped, and within a batch unchanged documents are no-ops.
+
+Embedder: ``hash`` by default (RAG_EMBEDDER=hash: a deterministic hashed n-gram embedder, so 50k documents
+finish in minutes on 2 cores; it measures the pipeline, not the model). ``--real`` uses the configured
+sentence-transformers model (RAG_MODEL_NAME) on a subset (default 2,000 documents) to report real docs/s.
+
+Prints one JSON report: docs/s, chunks/s, peak RSS, and per batch the time split by phase (load current
+version, reconstruct kept vectors, embed, BM25 refit, vector store build, save). apply_changes rewrites the
+whole version per batch, so per-batch time grows with the index; the report shows how much.
+
+    .venv/bin/python scripts/ingest_large.py                       # 50k docs, hash embedder, FAISS
+    .venv/bin/python scripts/ingest_large.py --store milvus        # same into milvus-lite
+    .venv/bin/python scripts/ingest_large.py --real --docs 2000 --batch 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT.parent / "shared" / "data"
+MIN_CHARS = 40
+_SENT_END = re.compile(r"(?<=[。！？!?；;])")
+CORPUS_FORMAT = 1
+
+
+# ---- corpus ---------------------------------------------------------------------------------------
+
+def _norm(text: str) -> str:
+    return re.sub(r"[ \t\r\f\v\u3000\xa0]+", " ", text).strip()
+
+
+def _squad(path: Path) -> Iterator[str]:
+    d = json.loads(path.read_text(encoding="utf-8"))
+    for art in d["data"]:
+        for p in art["paragraphs"]:
+            yield p["context"]
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _flatten(x: Any) -> Iterator[str]:
+    if isinstance(x, str):
+        yield x
+    elif isinstance(x, list):
+        for y in x:
+            yield from _flatten(y)
+
+
+def source_paragraphs(data: Path) -> dict[str, list[str]]:
+    """Raw paragraphs per source, in file order."""
+    out: dict[str, list[str]] = {}
+    out["cmrc2018"] = [*_squad(data / "cmrc2018/cmrc2018_dev.squad.json"),
+                       *_squad(data / "cmrc2018/cmrc2018_trial.squad.json")]
+    out["drcd"] = list(_squad(data / "drcd/DRCD_dev.json"))
+    out["dureader"] = [p for fn in ("search.dev.json", "search.train.json")
+                       for q in _jsonl(data / "dureader2_demo" / fn)
+                       for doc in q.get("documents", []) for p in doc.get("paragraphs", [])]
+    out["rgb_zh"] = [p for fn in ("zh_refine.json", "zh_int.json", "zh_fact.json")
+                     for q in _jsonl(data / "rgb_zh" / fn)
+                     for key in ("positive", "negative") for p in _flatten(q.get(key, []))]
+    return out
+
+
+def _sentences(text: str) -> list[str]:
+    parts: list[str] = []
+    for line in text.split("\n"):
+        parts += [s.strip() for s in _SENT_END.split(line) if s.strip()]
+    return parts
+
+
+def build_corpus(data: Path, target: int) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """[(name, text)] of at least ``target`` distinct documents (fewer only if the data can't give more)."""
+    seen: set[str] = set()
+    docs: list[tuple[str, str]] = []
+    stats: dict[str, Any] = {"paragraphs": {}, "windows": {}}
+    paras: list[tuple[str, str]] = []
+    for src, items in source_paragraphs(data).items():
+        n = 0
+        for raw in items:
+            t = _norm(raw)
+            if len(t) < MIN_CHARS or t in seen:
+                continue
+            seen.add(t)
+            paras.append((src, t))
+            n += 1
+        stats["paragraphs"][src] = n
+    docs = [(f"{src}-p{i:06d}.txt", t) for i, (src, t) in enumerate(paras)]
+    for size, stride in ((3, 2), (2, 1), (1, 1)):
+        if len(docs) >= target:
+            break
+        added = 0
+        for i, (src, t) in enumerate(paras):
+            sents = _sentences(t)
+            if len(sents) <= size:
+                continue
+            for s in range(0, len(sents) - size + 1, stride):
+                w = "".join(sents[s : s + size])
+                if len(w) < MIN_CHARS or w in seen:
+                    continue
+                seen.add(w)
+                docs.append((f"{src}-w{size}-{i:06d}-{s:03d}.txt", w))
+                added += 1
+                if len(docs) >= target:
+                    break
+            if len(docs) >= target:
+                break
+        stats["windows"][f"{size}_sentences_stride_{stride}"] = added
+    docs = docs[:target]
+    stats["documents"] = len(docs)
+    stats["distinct_paragraphs"] = len(paras)
+    stats["chars"] = sum(len(t) for _, t in docs)
+    stats["method"] = ("distinct paragraphs (>= 40 chars) of cmrc2018 dev+trial, drcd dev, dureader2_demo "
+                       "dev+train, rgb_zh refine/int/fact positives+negatives; then sentence windows over "
+                       "those paragraphs (3 sentences stride 2, then 2 stride 1, then single sentences)")
+    return docs, stats
+
+
+def write_corpus(folder: Path, target: int) -> dict[str, Any]:
+    """Write the .txt files (in subfolders of 1,000) unless an identical corpus is already there."""
+    meta_path = folder / "corpus.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") == CORPUS_FORMAT and meta.get("target") == target:
+            return dict(meta)
+    docs, stats = build_corpus(DATA, target)
+    if folder.exists():
+        shutil.rmtree(folder)
+    for i, (name, text) in enumerate(docs):
+        sub = folder / f"{i // 1000:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / name).write_text(text + "\n", encoding="utf-8")
+    digest = hashlib.sha256("\n".join(n for n, _ in docs).encode()).hexdigest()[:16]
+    meta = {"format": CORPUS_FORMAT, "target": target, "names_sha": digest, **stats}
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1))
+    return meta
+
+
+def corpus_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*/*.txt"))
+
+
+# ---- ingestion --------------------------------------------------------------------------------------
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+def indexed_hashes(index_dir: Path) -> dict[str, str]:
+    """doc_id -> sha256 of the current version (documents.jsonl only: no vectors, no BM25)."""
+    path = index_dir / "current" / "documents.jsonl"
+    out: dict[str, str] = {}
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                d = json.loads(line)
+                out[d["doc_id"]] = d.get("meta", {}).get("sha256", "")
+    return out
+
+
+class PhaseTimer:
+    """Wraps the functions apply_changes calls (by name in rag.update) to split each batch's time."""
+
+    PHASES = {"load": ("store", "load"), "embed": (None, "embed_chunks"), "bm25": (None, "build_bm25"),
+              "vector_store": (None, "build_store"), "save": ("store", "save")}
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._undo: list[Callable[[], None]] = []
+
+    def install(self) -> None:
+        import rag.update as upd
+
+        for phase, (mod, name) in self.PHASES.items():
+            owner: Any = getattr(upd, mod) if mod else upd
+            orig = getattr(owner, name)
+            setattr(owner, name, self._wrap(phase, orig))
+            self._undo.append(lambda o=owner, n=name, f=orig: setattr(o, n, f))
+        self._wrap_reconstruct()
+
+    def _wrap_reconstruct(self) -> None:
+        """Time reading kept vectors back (``current.dense.reconstruct``) on whatever store class loads."""
+        from rag.vectors import FaissStore
+
+        classes: list[Any] = [FaissStore]
+        try:
+            from rag.vectors.milvus_store import MilvusStore
+
+            classes.append(MilvusStore)
+        except ImportError:
+            pass
+        for cls in classes:
+            orig = cls.reconstruct
+            cls.reconstruct = self._wrap("reconstruct", orig)
+            self._undo.append(lambda c=cls, f=orig: setattr(c, "reconstruct", f))
+
+    def _wrap(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*a: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                self.times[phase] = self.times.get(phase, 0.0) + time.perf_counter() - t
+        return timed
+
+    def take(self) -> dict[str, float]:
+        out, self.times = {k: round(v, 2) for k, v in self.times.items()}, {}
+        return out
+
+
+def make_embedder(real: bool) -> tuple[Any, str]:
+    from rag.config import Settings
+
+    s = Settings()
+    if not real:
+        from embeddings.fake import HashEmbedder
+
+        return HashEmbedder(), "hash (embeddings.fake.HashEmbedder, 256-d)"
+    from embeddings.factory import create_embedder
+
+    emb = create_embedder("sbert", s.models_dir, s.model_name, s.dtype, s.batch_size, s.torch_threads)
+    return emb, f"sbert {s.model_name} ({s.dtype}, {emb.dim}-d)"
+
+
+def sample_queries(index_dir: Path, emb: Any, n: int = 20) -> dict[str, Any]:
+    """Load the final version and time a few hybrid searches (queries = starts of indexed chunks)."""
+    import numpy as np
+
+    from rag import store
+    from rag.retrieve import hybrid
+
+    t = time.perf_counter()
+    idx = store.load(index_dir)
+    load_s = time.perf_counter() - t
+    rng = np.random.default_rng(0)
+    ids = rng.choice(np.array(list(idx.chunks)), size=min(n, idx.size), replace=False)
+    times, hit1 = [], 0
+    for cid in ids.tolist():
+        q = idx.chunks[cid].text[:30]
+        t = time.perf_counter()
+        hits = hybrid(idx, emb.encode_queries([q])[0], q, 5)
+        times.append(time.perf_counter() - t)
+        hit1 += bool(hits) and hits[0].chunk.doc_id == idx.chunks[cid].doc_id
+    times.sort()
+    return {"index_load_s": round(load_s, 2), "queries": len(times),
+            "hybrid_p50_ms": round(1000 * times[len(times) // 2], 1),
+            "hybrid_max_ms": round(1000 * times[-1], 1), "top1_same_doc": hit1 / max(1, len(times))}
+
+
+def ingest(files: list[Path], index_dir: Path, emb: Any, batch: int, vector_store: str,
+           max_batches: int | None, log: Callable[[str], None]) -> dict[str, Any]:
+    from rag.config import Settings
+    from rag.loaders import load_file
+    from rag.update import apply_changes
+
+    s = Settings()
+    timer = PhaseTimer()
+    timer.install()
+    done = indexed_hashes(index_dir)
+    manifest = index_dir / "current" / "manifest.json"
+    chunks_now = int(json.loads(manifest.read_text()).get("n_chunks", 0)) if manifest.exists() else 0
+    batches: list[dict[str, Any]] = []
+    skipped = 0
+    t_all = time.perf_counter()
+    n_batches = (len(files) + batch - 1) // batch
+    for b in range(n_batches):
+        if max_batches is not None and len(batches) >= max_batches:
+            log(f"stopping after {max_batches} batch(es) (--max-batches)")
+            break
+        part = files[b * batch : (b + 1) * batch]
+        t = time.perf_counter()
+        docs = [load_file(p, meta={"collection": "large"}) for p in part]
+        read_s = time.perf_counter() - t
+        indexed = sum(1 for d in docs if done.get(d.doc_id) == d.meta["sha256"])
+        if indexed == len(docs):
+            skipped += 1
+            log(f"batch {b + 1}/{n_batches}: already indexed, skipped")
+            continue
+        rep = apply_changes(index_dir, emb, docs, [], s.chunk_size, s.chunk_overlap, s.batch_size,
+                            s.index_kind, vector_store)
+        secs = time.perf_counter() - t
+        for d in docs:
+            done[d.doc_id] = d.meta["sha256"]
+        row = {"batch": b + 1, "docs": len(docs), "added": len(rep.added) + len(rep.replaced),
+               "already_indexed": indexed, "new_chunks": rep.chunks - chunks_now, "total_chunks": rep.chunks,
+               "total_docs": len(done), "seconds": round(secs, 2),
+               "phases": {"read_files": round(read_s, 2), **timer.take()},
+               "rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1), "version": rep.version}
+        chunks_now = rep.chunks
+        batches.append(row)
+        log(f"batch {b + 1}/{n_batches}: +{row['added']} docs +{row['new_chunks']} chunks "
+            f"(total {rep.chunks}) in {secs:.1f}s {row['phases']} rss {row['rss_mb']:.0f} MB")
+    total_s = time.perf_counter() - t_all
+    new_docs = sum(r["added"] for r in batches)
+    new_chunks = sum(r["new_chunks"] for r in batches)
+    return {"batches": batches, "skipped_batches": skipped, "docs_ingested": new_docs,
+            "chunks_ingested": new_chunks, "seconds": round(total_s, 2),
+            "docs_per_s": round(new_docs / total_s, 1) if total_s else None,
+            "chunks_per_s": round(new_chunks / total_s, 1) if total_s else None,
+            "final_chunks": chunks_now}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--docs", type=int, default=None, help="corpus size (default 50000; 2000 with --real)")
+    ap.add_argument("--batch", type=int, default=None, help="documents per batch / version (default 5000; "
+                    "1000 with --real)")
+    ap.add_argument("--store", default=os.environ.get("RAG_VECTOR_STORE", "faiss"),
+                    choices=["faiss", "milvus"])
+    ap.add_argument("--real", action="store_true", help="use the real embedding model (RAG_MODEL_NAME)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/rag-large"), help="corpus + index parent folder")
+    ap.add_argument("--index-dir", type=Path, default=None, help="default WORK/index-<embedder>-<store>")
+    ap.add_argument("--fresh", action="store_true", help="delete the index first (no resume)")
+    ap.add_argument("--max-batches", type=int, default=None, help="stop after N batches (to test resume)")
+    ap.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
+    args = ap.parse_args(argv)
+    docs_n = args.docs or (2000 if args.real else 50_000)
+    batch = args.batch or (1000 if args.real else 5000)
+    label = "real" if args.real else "hash"
+    index_dir = args.index_dir or args.work / f"index-{label}-{args.store}"
+    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
+
+    t = time.perf_counter()
+    corpus_dir = args.work / "corpus"
+    meta = write_corpus(corpus_dir, max(docs_n, 50_000))  # one corpus; smaller runs take its first files
+    files = corpus_files(corpus_dir)[:docs_n]
+    log(f"corpus: {len(files)} of {meta['documents']} documents in {corpus_dir} "
+        f"({time.perf_counter() - t:.1f}s)")
+    if args.fresh and index_dir.exists():
+        shutil.rmtree(index_dir)
+    emb, emb_label = make_embedder(args.real)
+    cur = index_dir / "current" / "manifest.json"
+    start_chunks = int(json.loads(cur.read_text()).get("n_chunks", 0)) if cur.exists() else 0
+    log(f"ingesting into {index_dir} ({args.store}, {emb_label}), batches of {batch}"
+        + (f", resuming from {start_chunks} chunks" if start_chunks else ""))
+    res = ingest(files, index_dir, emb, batch, args.store, args.max_batches, log)
+    report: dict[str, Any] = {
+        "corpus": {k: meta[k] for k in ("documents", "distinct_paragraphs", "paragraphs", "windows", "chars",
+                                        "method")},
+        "docs_requested": docs_n, "batch_size": batch, "embedder": emb_label, "vector_store": args.store,
+        "index_dir": str(index_dir), "cpus": os.cpu_count(), **res,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    if res["batches"] or start_chunks:
+        report["search"] = sample_queries(index_dir, emb)
+    text = json.dumps(report, ensure_ascii=False, indent=1)
+    print(text)
+    if args.report:
+        args.report.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
