@@ -52,10 +52,12 @@ def ingest(path: Annotated[Path, typer.Argument(help="File or folder of document
             task = bar.add_task("embed", total=None)
             if rebuild or not store.exists(s.index_dir):
                 out = build_index(s.index_dir, docs, embedder, s.chunk_size, s.chunk_overlap, s.batch_size,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                  index_kind=s.index_kind, vector_store=s.vector_store)
                 msg = f"indexed {len(docs)} documents -> {out}"
             else:
-                rep = apply_changes(s.index_dir, embedder, docs, [], s.chunk_size, s.chunk_overlap, s.batch_size)
+                rep = apply_changes(s.index_dir, embedder, docs, [], s.chunk_size, s.chunk_overlap, s.batch_size,
+                                    s.index_kind, s.vector_store)
                 msg = (f"added {len(rep.added)}, replaced {len(rep.replaced)}, unchanged {len(rep.unchanged)}"
                        f" -> version {rep.version} ({rep.chunks} chunks)")
     except RagError as e:

@@ -21,8 +21,9 @@ finish in minutes on 2 cores; it measures the pipeline, not the model). ``--real
 sentence-transformers model (RAG_MODEL_NAME) on a subset (default 2,000 documents) to report real docs/s.
 
 Prints one JSON report: docs/s, chunks/s, peak RSS, and per batch the time split by phase (load current
-version, reconstruct kept vectors, embed, BM25 refit, vector store build, save). apply_changes rewrites the
-whole version per batch, so per-batch time grows with the index; the report shows how much.
+version, reconstruct kept vectors, embed, BM25 fit, vector store build, save). apply_changes writes a
+complete new version per batch (it reads back every kept vector and rebuilds the vector store), so
+per-batch time grows with the index; the report shows how much.
 
     .venv/bin/python scripts/ingest_large.py                       # 50k docs, hash embedder, FAISS
     .venv/bin/python scripts/ingest_large.py --store milvus        # same into milvus-lite

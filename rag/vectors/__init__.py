@@ -9,7 +9,7 @@ import numpy as np
 from rag.vectors.base import VectorStore
 from rag.vectors.faiss_store import FaissStore
 
-BACKENDS = ("faiss",)
+BACKENDS = ("faiss", "milvus")
 
 
 def build_store(backend: str, dim: int, ids: np.ndarray, vectors: np.ndarray, kind: str = "auto",
