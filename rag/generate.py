@@ -80,15 +80,13 @@ class ExtractiveGenerator:
     name = "extractive"
 
     def __init__(self, embedder: Embedder, idf: dict[str, float], n_docs: int,
-                 calibration: Calibration | None = None, max_sentences: int = 3, passages: int = 5,
-                 max_candidates: int = 16) -> None:
+                 calibration: Calibration | None = None, max_sentences: int = 3, passages: int = 5) -> None:
         self.embedder = embedder
         self.idf = idf
         self.max_idf = math.log(1 + (n_docs + 0.5) / 0.5)
         self.cal = calibration or Calibration()
         self.max_sentences = max_sentences
         self.passages = passages
-        self.max_candidates = max_candidates
 
     def score(self, query: str, qvec: np.ndarray,
               hits: list[Hit]) -> tuple[list[tuple[float, Hit, Sentence, float]], float]:
