@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from embeddings.models import sha256
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".cache" / "models"
 
@@ -45,14 +47,6 @@ def gguf_path(size: str = "1.5b", models_dir: Path = DEFAULT_DIR) -> Path:
     return Path(models_dir) / MODELS[size].file
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def is_installed(size: str = "1.5b", models_dir: Path = DEFAULT_DIR) -> bool:
     """True when the GGUF is present and its recorded hash (written after a verified fetch) matches."""
     path = gguf_path(size, models_dir)
@@ -72,7 +66,7 @@ def fetch(size: str = "1.5b", models_dir: Path = DEFAULT_DIR, log=print) -> Path
     if is_installed(size, models_dir):
         log(f"{out} already installed (sha256 ok)")
         return out
-    if out.exists() and _sha256(out) == spec.sha256:  # assembled earlier without a stamp
+    if out.exists() and sha256(out) == spec.sha256:  # assembled earlier without a stamp
         _stamp(out, spec)
         log(f"{out} present, sha256 ok")
         return out
