@@ -123,4 +123,5 @@ class Health(BaseModel):
     index_documents: int = 0
     model: str = ""
     index_version: str = ""
+    llm: bool = Field(False, description="An LLM is configured (RAG_LLM_BASE_URL): mode=llm can generate")
     error: str = ""

@@ -7,12 +7,14 @@ headless Chromium through Python Playwright. Needs `pip install -e '.[web]'` and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,7 +63,7 @@ def web_server(web_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     venv_py = ROOT / ".venv" / "bin" / "python"
     python = str(venv_py) if venv_py.exists() else sys.executable
     log = tmp_path_factory.mktemp("web-server") / "server.log"
-    env = {**os.environ, "RAG_INDEX_DIR": str(web_index)}
+    env = {**os.environ, "RAG_INDEX_DIR": str(web_index), "RAG_LLM_BASE_URL": ""}  # no LLM: extractive
     with log.open("wb") as fh:
         proc = subprocess.Popen([python, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
                                  "--port", str(port)], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -129,16 +131,29 @@ def phone(browser: sync_api.Browser, web_server: str) -> Iterator[sync_api.Page]
 
 
 def _ask(page: sync_api.Page, question: str, submit: str = "enter") -> sync_api.Response:
-    """Type a question and submit it (Enter key or the button); returns the /v1/ask response."""
+    """Type a question and submit it (Enter key or the button); returns the /v1/answer response."""
     box = page.locator("#question")
     box.fill(question)
-    with page.expect_response(lambda r: urlsplit(r.url).path == "/v1/ask") as info:
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/v1/answer") as info:
         if submit == "enter":
             box.press("Enter")
         else:
             page.locator("#ask-btn").click()
     expect(page.locator("#ask-btn")).to_be_enabled()
     return info.value
+
+
+def _sse(*events: tuple[str, object]) -> str:
+    """A server-sent event body in the server's format (api/llm.sse)."""
+    return "".join(f"event: {e}\ndata: {json.dumps(d, ensure_ascii=False)}\n\n" for e, d in events)
+
+
+def _fulfill_sse(body: str):  # type: ignore[no-untyped-def]
+    return lambda route: route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=body)
+
+
+def _passage_ids(page: sync_api.Page) -> list[str]:
+    return page.locator("#passages li.passage").evaluate_all("els => els.map(e => e.dataset.docId)")
 
 
 def _shot(page: sync_api.Page, name: str) -> None:
@@ -153,8 +168,8 @@ def test_answer_with_citation_opens_highlighted_source(page: sync_api.Page, web_
     expect(page.locator("#health")).to_contain_text("索引就绪")
     resp = _ask(page, QUESTION)
     assert resp.ok, resp.text()
-    # only the fields the server accepts (it forbids unknown ones)
-    assert set(resp.request.post_data_json) == {"query", "top_k"}
+    # only the fields the server accepts (it forbids unknown ones); no filter chosen, none sent
+    assert resp.request.post_data_json == {"query": QUESTION, "top_k": 5, "mode": "extractive", "stream": True}
 
     answer = page.locator("#answer .answer-text")
     expect(answer).to_contain_text("1500万元")
@@ -187,8 +202,47 @@ def test_answer_with_citation_opens_highlighted_source(page: sync_api.Page, web_
     expect(mark).to_be_in_viewport()
 
 
+def test_answer_streams_tokens(page: sync_api.Page, web_server: str) -> None:
+    """Tokens of the SSE answer are appended to a live (streaming) element, then the final JSON
+    re-renders the text with clickable [n] markers."""
+    page.add_init_script("""
+        window.__streamed = [];
+        new MutationObserver(rs => rs.forEach(r => {
+            const t = r.target;
+            if (r.type === "childList" && r.addedNodes.length && t.classList && t.classList.contains("streaming"))
+                window.__streamed.push({text: t.textContent, buttons: t.querySelectorAll("button").length,
+                                        busy: document.getElementById("answer").getAttribute("aria-busy")});
+        })).observe(document, {childList: true, subtree: true});
+    """)
+    page.goto(web_server + "/")
+    resp = _ask(page, QUESTION)
+    assert resp.request.post_data_json["stream"] is True
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    answer = page.locator("#answer .answer-text")
+    expect(answer.locator("button.cite", has_text="[1]")).to_be_visible()
+    streamed = page.evaluate("window.__streamed")
+    assert streamed, "no token was appended to the streaming answer element"
+    assert all(s["buttons"] == 0 for s in streamed)   # tokens are plain text until the done event
+    assert "1500万元" in streamed[-1]["text"]
+    assert streamed[0]["busy"] == "true"
+    expect(page.locator("#answer .streaming")).to_have_count(0)
+    expect(page.locator("#answer")).not_to_have_attribute("aria-busy", "true")
+    expect(page.locator("#ask-status")).to_contain_text("摘录")
+
+
+def test_stream_error_event_is_shown(page: sync_api.Page, web_server: str) -> None:
+    body = _sse(("token", {"text": "部分回答。"}), ("error", {"error": "InternalError", "message": "生成中断：测试"}))
+    page.route("**/v1/answer", _fulfill_sse(body))
+    page.goto(web_server + "/")
+    _ask(page, QUESTION)
+    expect(page.locator("#ask-error")).to_contain_text("生成中断：测试")
+    expect(page.locator("#answer")).to_contain_text("没有得到回答")
+    expect(page.locator("#answer")).not_to_have_attribute("aria-busy", "true")
+
+
 def test_refusal_message_is_prominent(page: sync_api.Page, web_server: str) -> None:
-    api = httpx.post(f"{web_server}/v1/ask", json={"query": OUT_OF_SCOPE, "top_k": 5}, timeout=120)
+    api = httpx.post(f"{web_server}/v1/answer", json={"query": OUT_OF_SCOPE, "top_k": 5, "mode": "extractive"},
+                     timeout=120)
     api.raise_for_status()
     expected = api.json()
     page.goto(web_server + "/")
@@ -206,7 +260,7 @@ def test_refusal_message_is_prominent(page: sync_api.Page, web_server: str) -> N
 
 def test_http_error_shows_server_message(page: sync_api.Page, web_server: str) -> None:
     too_long = "政策" * 600
-    api = httpx.post(f"{web_server}/v1/ask", json={"query": too_long, "top_k": 5}, timeout=60)
+    api = httpx.post(f"{web_server}/v1/answer", json={"query": too_long, "top_k": 5, "stream": True}, timeout=60)
     assert api.status_code == 422
     page.goto(web_server + "/")
     resp = _ask(page, too_long)
@@ -219,7 +273,7 @@ def test_http_error_shows_server_message(page: sync_api.Page, web_server: str) -
 
 def test_enter_submits_but_not_while_composing(page: sync_api.Page, web_server: str) -> None:
     asked: list[str] = []
-    page.on("request", lambda r: asked.append(r.url) if urlsplit(r.url).path == "/v1/ask" else None)
+    page.on("request", lambda r: asked.append(r.url) if urlsplit(r.url).path == "/v1/answer" else None)
     page.goto(web_server + "/")
     box = page.locator("#question")
     box.fill("内蒙古")
@@ -255,7 +309,7 @@ def test_labels_focus_and_live_region(page: sync_api.Page, web_server: str) -> N
     assert unlabeled == []
     expect(page.locator("#answer")).to_have_attribute("aria-live", "polite")
     page.locator("#question").focus()
-    for _ in range(3):
+    for _ in range(5):  # answer mode, top_k, collection, document, then the button
         page.keyboard.press("Tab")
     expect(page.locator("#ask-btn")).to_be_focused()
     outline = page.locator("#ask-btn").evaluate("e => getComputedStyle(e).outlineStyle")
@@ -289,6 +343,64 @@ def test_documents_list_and_filter(page: sync_api.Page, web_server: str) -> None
     expect(page.locator("#panel-body mark")).to_have_count(0)
 
 
+def test_doc_filter_restricts_retrieval(page: sync_api.Page, web_server: str) -> None:
+    """A chosen document is sent as doc_ids: every retrieved passage comes from it (not just shown)."""
+    listing = httpx.get(f"{web_server}/v1/documents", timeout=30).json()
+    free = httpx.post(f"{web_server}/v1/answer", json={"query": QUESTION, "top_k": 5, "mode": "extractive"},
+                      timeout=120).json()
+    counts = Counter(p["doc_id"] for p in free["passages"])
+    # a document with enough passages whose share of the unfiltered top 5 is smaller than 5
+    doc = next(d for d in listing["documents"] if d["chunks"] >= 5 and counts[d["doc_id"]] < 5)
+    page.goto(web_server + "/")
+    expect(page.locator(f'#doc-filter option[value="{doc["doc_id"]}"]')).to_have_count(1)
+    page.select_option("#doc-filter", doc["doc_id"])
+    resp = _ask(page, QUESTION)
+    assert resp.request.post_data_json["doc_ids"] == [doc["doc_id"]]
+    expect(page.locator("#passages li.passage")).to_have_count(5)
+    assert set(_passage_ids(page)) == {doc["doc_id"]}
+    expect(page.locator("#passages-note")).to_contain_text("显示 5 / 5")
+    expect(page.locator("#passages-note")).not_to_contain_text("重新提问")
+    # changing the filter afterwards says a new question searches the new scope
+    page.select_option("#doc-filter", "")
+    expect(page.locator("#passages-note")).to_contain_text("重新提问")
+
+
+def test_llm_option_disabled_without_llm(page: sync_api.Page, web_server: str) -> None:
+    health = httpx.get(f"{web_server}/healthz", timeout=30).json()
+    assert health["llm"] is False
+    page.goto(web_server + "/")
+    expect(page.locator("#health")).to_contain_text("索引就绪")
+    option = page.locator('#answer-mode option[value="llm"]')
+    expect(option).to_be_disabled()
+    expect(option).to_contain_text("未配置")
+    expect(page.locator("#answer-mode")).to_have_value("extractive")
+    expect(page.locator('#answer-mode option[value="extractive"]')).to_have_text("摘录（无需模型）")
+
+
+def test_llm_mode_shows_degradation_warnings(page: sync_api.Page, web_server: str) -> None:
+    """With an LLM reported (health mocked), llm is the default mode; the real server has none and
+    degrades to the extractive answer with a warning, which the page shows."""
+    def health(route: sync_api.Route) -> None:
+        real = route.fetch()
+        route.fulfill(response=real, json={**real.json(), "llm": True})
+
+    page.route("**/healthz", health)
+    page.goto(web_server + "/")
+    expect(page.locator('#answer-mode option[value="llm"]')).to_be_enabled()
+    expect(page.locator("#answer-mode")).to_have_value("llm")
+    resp = _ask(page, QUESTION)
+    assert resp.request.post_data_json["mode"] == "llm"
+    expect(page.locator("#answer .answer-text")).to_contain_text("1500万元")
+    expect(page.locator("#answer .warnings li")).to_contain_text("no LLM configured")
+    expect(page.locator("#ask-status")).to_contain_text("摘录")
+    # the user's choice is kept
+    page.select_option("#answer-mode", "extractive")
+    resp = _ask(page, QUESTION)
+    assert resp.request.post_data_json["mode"] == "extractive"
+    expect(page.locator("#answer .answer-text")).to_contain_text("1500万元")
+    expect(page.locator("#answer .warnings")).to_have_count(0)
+
+
 def test_traditional_display_toggle(page: sync_api.Page, web_server: str) -> None:
     page.goto(web_server + "/")
     _ask(page, QUESTION)
@@ -320,7 +432,9 @@ def test_untrusted_text_is_escaped(page: sync_api.Page, web_server: str) -> None
             "passages": [passage], "mode": "extractive", "warnings": [evil], "timings": {}, "took_ms": 1.0}
     doc = {"doc_id": "evil.txt", "title": evil, "source": "", "chars": len(text), "chunks": 1, "meta": {},
            "text": text}
-    page.route("**/v1/ask", lambda route: route.fulfill(json=body))
+    stream = _sse(("token", {"text": evil}), ("token", {"text": "。[1][7]"}), ("citations", {"citations": [cit]}),
+                  ("done", body))
+    page.route("**/v1/answer", _fulfill_sse(stream))
     page.route("**/v1/documents/evil.txt", lambda route: route.fulfill(json=doc))
     page.goto(web_server + "/")
     _ask(page, "x")
@@ -344,6 +458,11 @@ def test_upload_error_message_from_server(page: sync_api.Page, web_server: str, 
         status=401, json={"error": "Unauthorized", "message": "API 密钥无效"})
         if route.request.method == "POST" else route.continue_())
     page.goto(web_server + "/")
+    # the file picker offers every type the server's loaders read (rag/loaders.py)
+    accept = page.locator("#upload-file").get_attribute("accept") or ""
+    for ext in (".txt", ".md", ".pdf", ".docx", ".html"):
+        assert ext in accept.split(","), ext
+        expect(page.locator('label[for="upload-file"]')).to_contain_text(ext)
     page.locator("#upload-btn").click()
     expect(page.locator("#upload-status")).to_contain_text("请先选择")
     page.set_input_files("#upload-file", str(f))
@@ -373,7 +492,30 @@ def test_phone_width(phone: sync_api.Page, web_server: str) -> None:
     expect(page.locator("#doc-panel")).to_be_hidden()
 
 
-# Last: a real upload may add a document to this module's server.
+# From here on, real uploads add documents to this module's server.
+def test_collection_filter(page: sync_api.Page, web_server: str) -> None:
+    text = "网页类别测试文档\n\n星河港口管理办法规定，星河港口每年开放三百天，其余时间用于检修。"
+    up = httpx.post(f"{web_server}/v1/documents", data={"collection": "测试类别"}, timeout=300,
+                    files=[("files", ("web-collection-test.txt", text.encode(), "text/plain"))])
+    assert up.status_code == 201, up.text
+    question = "星河港口每年开放多少天？"
+    page.goto(web_server + "/")
+    expect(page.locator("#collection-filter option")).to_have_count(3)  # all, default, 测试类别
+    page.select_option("#collection-filter", "测试类别")
+    expect(page.locator("#doc-filter option")).to_have_count(2)  # all, the one document
+    resp = _ask(page, question)
+    assert resp.request.post_data_json["collection"] == "测试类别"
+    expect(page.locator("#passages li.passage").first).to_be_visible()
+    assert set(_passage_ids(page)) == {"web-collection-test.txt"}
+    expect(page.locator("#passages-note")).to_contain_text("已按类别筛选")
+
+    page.select_option("#collection-filter", "default")
+    resp = _ask(page, question)
+    assert resp.request.post_data_json["collection"] == "default"
+    expect(page.locator("#passages-note")).to_contain_text("显示 5 / 5")
+    assert "web-collection-test.txt" not in _passage_ids(page)
+
+
 def test_upload_to_server(page: sync_api.Page, web_server: str, tmp_path: Path) -> None:
     key = "web-test-key"
     probe = httpx.post(f"{web_server}/v1/documents", headers={"X-API-Key": "invalid-probe-key"}, timeout=30)
@@ -391,10 +533,7 @@ def test_upload_to_server(page: sync_api.Page, web_server: str, tmp_path: Path) 
     headers = r.request.all_headers()
     assert headers.get("x-api-key") == key
     assert headers.get("content-type", "").startswith("multipart/form-data")
-    status = page.locator("#upload-status")
-    if r.ok:
-        expect(status).to_contain_text("已上传")
-    else:
-        expect(status).to_contain_text(f"HTTP {r.status}")
-        body = r.json()
-        expect(status).to_contain_text(body.get("message") or str(body.get("detail")))
+    assert r.ok, r.text()  # the form field is the server's `files`
+    assert r.json()["added"] == ["web-upload-test.txt"]
+    expect(page.locator("#upload-status")).to_contain_text("已上传")
+    expect(page.locator("#docs-body")).to_contain_text("web-upload-test.txt")

@@ -10,10 +10,11 @@ router = APIRouter(tags=["health"])
 def _health(request: Request) -> Health:
     p = request.app.state.pipeline
     idx = p.index
+    llm = getattr(request.app.state, "llm", None) is not None  # api/llm.get_generator
     if idx is None:
-        return Health(status="not ready", ready=False, error=getattr(request.app.state, "load_error", ""))
+        return Health(status="not ready", ready=False, llm=llm, error=getattr(request.app.state, "load_error", ""))
     return Health(status="ok", ready=True, index_chunks=idx.size, index_documents=len(idx.documents),
-                  model=str(idx.manifest.get("model", "")), index_version=idx.path.name)
+                  model=str(idx.manifest.get("model", "")), index_version=idx.path.name, llm=llm)
 
 
 @router.get("/healthz", response_model=Health)

@@ -7,12 +7,10 @@
   "use strict";
 
   var API = {
-    ask: "/v1/ask",
+    answer: "/v1/answer",
     documents: "/v1/documents",
     health: "/healthz",
   };
-  // The server rejects unknown request fields; flip this when /v1/ask accepts a doc_id filter.
-  var SERVER_ACCEPTS_DOC_FILTER = false;
 
   var state = {
     lang: "simplified",
@@ -20,6 +18,10 @@
     docCache: new Map(),
     resp: null,
     filter: "",
+    collection: "",
+    asked: null,        // {doc, collection} the shown answer was retrieved with
+    llm: false,         // the server has an LLM configured (GET /healthz "llm")
+    modeTouched: false, // the user picked an answer mode: keep it
     busy: false,
     panelTrigger: null,
     panelRequest: 0,
@@ -122,6 +124,13 @@
     return typeof x === "number" && isFinite(x) ? x.toFixed(digits) : "–";
   }
 
+  function collectionOf(docId) {
+    for (var i = 0; i < state.docs.length; i++) {
+      if (state.docs[i].doc_id === docId) return docCollection(state.docs[i]);
+    }
+    return "";
+  }
+
   function docTitle(docId, fallback) {
     for (var i = 0; i < state.docs.length; i++) {
       if (state.docs[i].doc_id === docId) return state.docs[i].title || docId;
@@ -147,29 +156,25 @@
     return s;
   }
 
+  // The JSON body of a response; for a non-2xx status an ApiError with the server's message.
+  function readJSON(res) {
+    return res.text().then(function (raw) {
+      var body = null;
+      try { body = raw ? JSON.parse(raw) : null; } catch (e) { body = null; }
+      if (!res.ok) throw new ApiError(errorMessage(res, body, raw), res.status);
+      return body;
+    });
+  }
+
+  function networkError(e) {
+    throw new ApiError("无法连接服务器（" + (e && e.message ? e.message : e) + "）", 0);
+  }
+
   function request(path, opts) {
-    return fetch(path, opts).then(
-      function (res) {
-        return res.text().then(function (raw) {
-          var body = null;
-          try { body = raw ? JSON.parse(raw) : null; } catch (e) { body = null; }
-          if (!res.ok) throw new ApiError(errorMessage(res, body, raw), res.status);
-          return body;
-        });
-      },
-      function (e) { throw new ApiError("无法连接服务器（" + (e && e.message ? e.message : e) + "）", 0); }
-    );
+    return fetch(path, opts).then(readJSON, networkError);
   }
 
   function getJSON(path) { return request(path, { headers: { Accept: "application/json" } }); }
-
-  function postJSON(path, body) {
-    return request(path, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(body),
-    });
-  }
 
   function describeError(e, what) {
     if (e instanceof ApiError) {
@@ -185,6 +190,7 @@
     return fetch(API.health, { headers: { Accept: "application/json" } })
       .then(function (res) { return res.json(); })
       .then(function (h) {
+        setLlm(h.llm === true);
         if (h.ready) {
           setText(node, "索引就绪：" + h.index_documents + " 篇文档，" + h.index_chunks + " 个段落");
           node.className = "health ok";
@@ -197,6 +203,16 @@
         setText(node, "无法连接服务器");
         node.className = "health bad";
       });
+  }
+
+  // "大模型生成" is offered only when the server has an LLM; then it is the default unless the user chose.
+  function setLlm(available) {
+    state.llm = available;
+    var sel = $("answer-mode"), opt = sel.querySelector('option[value="llm"]');
+    opt.disabled = !available;
+    setText(opt, available ? "大模型生成" : "大模型生成（服务器未配置）");
+    if (!available && sel.value === "llm") sel.value = "extractive";
+    else if (available && !state.modeTouched) sel.value = "llm";
   }
 
   function loadDocuments() {
@@ -234,14 +250,30 @@
     $("docs-note").className = "muted";
   }
 
+  function docCollection(d) { return d.collection || "default"; }
+
+  // Collection select: the collections present in the document list. Document select: the documents of
+  // the chosen collection (all when none is chosen).
   function renderFilterOptions() {
+    var csel = $("collection-filter");
+    var names = [];
+    state.docs.forEach(function (d) {
+      if (names.indexOf(docCollection(d)) < 0) names.push(docCollection(d));
+    });
+    names.sort();
+    csel.replaceChildren(el("option", { value: "" }, "全部类别"));
+    names.forEach(function (c) { csel.append(el("option", { value: c }, c)); });
+    csel.value = names.indexOf(state.collection) >= 0 ? state.collection : "";
+    state.collection = csel.value;
+
     var sel = $("doc-filter");
     var keep = state.filter;
+    var docs = state.docs.filter(function (d) { return !state.collection || docCollection(d) === state.collection; });
     sel.replaceChildren(el("option", { value: "" }, "全部文档"));
-    state.docs.forEach(function (d) {
+    docs.forEach(function (d) {
       sel.append(el("option", { value: d.doc_id }, d.title || d.doc_id));
     });
-    sel.value = state.docs.some(function (d) { return d.doc_id === keep; }) ? keep : "";
+    sel.value = docs.some(function (d) { return d.doc_id === keep; }) ? keep : "";
     state.filter = sel.value;
   }
 
@@ -277,15 +309,70 @@
   };
 
   function askBody(query, topK) {
-    var body = { query: query, top_k: topK };
-    if (SERVER_ACCEPTS_DOC_FILTER && state.filter) body.doc_id = state.filter;
+    var body = { query: query, top_k: topK, mode: $("answer-mode").value === "llm" ? "llm" : "extractive",
+                 stream: true };
+    if (state.filter) body.doc_ids = [state.filter];
+    if (state.collection) body.collection = state.collection;
     return body;
   }
 
-  // Non-streaming call. A streaming variant would POST {..., stream: true}, read the SSE body with
-  // res.body.getReader(), call answerSink.append(token) per token event and answerSink.end(final).
-  function askOnce(query, topK) {
-    return postJSON(API.ask, askBody(query, topK));
+  // One server-sent event ("event: x" / "data: ..." lines) -> {event, data}; data lines join with "\n".
+  function parseEvent(block) {
+    var ev = { event: "message", data: [] };
+    block.split("\n").forEach(function (line) {
+      var i = line.indexOf(":");
+      if (i === 0) return;  // comment
+      var field = i < 0 ? line : line.slice(0, i), value = i < 0 ? "" : line.slice(i + 1);
+      if (value.charAt(0) === " ") value = value.slice(1);
+      if (field === "event") ev.event = value;
+      else if (field === "data") ev.data.push(value);
+    });
+    ev.data = ev.data.join("\n");
+    return ev;
+  }
+
+  // Read the event stream of POST /v1/answer: "token" {text} -> sink.append, "done" (the AskResponse)
+  // is the result, "error" {error, message} rejects. ("citations" is repeated in "done".)
+  function readEvents(reader, sink) {
+    var decoder = new TextDecoder("utf-8"), buf = "", final = null;
+    function handle(block) {
+      if (!block.trim()) return;
+      var ev = parseEvent(block), data;
+      try { data = JSON.parse(ev.data); } catch (e) { throw new ApiError("无法解析服务器返回的回答流", 0); }
+      if (ev.event === "token") sink.append(data && data.text != null ? data.text : "");
+      else if (ev.event === "done") final = data;
+      else if (ev.event === "error") {
+        throw new ApiError((data && (data.message || data.error)) || "服务器在回答过程中出错", 0);
+      }
+    }
+    function pump() {
+      return reader.read().then(function (r) {
+        buf += r.done ? decoder.decode() : decoder.decode(r.value, { stream: true });
+        buf = buf.replace(/\r\n/g, "\n");
+        var blocks = buf.split("\n\n");
+        buf = r.done ? "" : blocks.pop();
+        blocks.forEach(handle);
+        if (!r.done) return pump();
+        if (!final) throw new ApiError("回答流意外中断，请重试", 0);
+        return final;
+      });
+    }
+    return pump();
+  }
+
+  // Streaming ask: errors before the stream starts are JSON with an HTTP status (shown as for any
+  // request); after that the server reports them in-band (event: error).
+  function askStream(body, sink) {
+    return fetch(API.answer, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify(body),
+    }).then(function (res) {
+      if (!res.ok || !res.body) {
+        return readJSON(res).then(function () { throw new ApiError("服务器没有返回回答流", res.status); });
+      }
+      return readEvents(res.body.getReader(), sink);
+    }, networkError);
   }
 
   function submitQuestion() {
@@ -305,11 +392,14 @@
     state.busy = true;
     $("ask-btn").disabled = true;
     setText($("ask-status"), "正在检索并生成回答…");
+    var body = askBody(q, k);
     answerSink.begin();
-    askOnce(q, k).then(
+    askStream(body, answerSink).then(
       function (resp) {
+        state.asked = { doc: body.doc_ids ? body.doc_ids[0] : "", collection: body.collection || "" };
         answerSink.end(resp);
-        setText($("ask-status"), resp.answerable ? "已回答（用时 " + fmt(resp.took_ms, 0) + " 毫秒）。"
+        setText($("ask-status"), resp.answerable
+          ? "已回答（" + (resp.mode === "llm" ? "大模型生成" : "摘录") + "，用时 " + fmt(resp.took_ms, 0) + " 毫秒）。"
           : "文档中没有找到答案。");
       },
       function (e) {
@@ -390,17 +480,24 @@
       return;
     }
     var all = resp.passages || [];
-    var shown = state.filter ? all.filter(function (p) { return p.doc_id === state.filter; }) : all;
+    var filtering = !!(state.filter || state.collection);
+    var shown = all.filter(function (p) {
+      return (!state.filter || p.doc_id === state.filter)
+        && (!state.collection || collectionOf(p.doc_id) === state.collection);
+    });
+    // the filters changed since this answer was retrieved: asking again searches the new scope
+    var stale = state.asked && (state.asked.doc !== state.filter || state.asked.collection !== state.collection)
+      ? "筛选条件已改变，重新提问可按新的范围检索。" : "";
     var cited = new Map();
     (resp.citations || []).forEach(function (c) {
       if (!cited.has(c.chunk_id)) cited.set(c.chunk_id, []);
       cited.get(c.chunk_id).push(c.n);
     });
-    if (!all.length) setText(note, "没有检索到段落。");
-    else if (state.filter) {
-      setText(note, "已按文档筛选：显示 " + shown.length + " / " + all.length + " 条"
-        + (shown.length ? "。" : "，所选文档中没有检索到段落。"));
-    } else setText(note, "共 " + all.length + " 条，按相关度排序。点击标题查看原文位置。");
+    if (!all.length) setText(note, "没有检索到段落。" + stale);
+    else if (filtering) {
+      setText(note, "已按" + (state.filter ? "文档" : "类别") + "筛选：显示 " + shown.length + " / " + all.length + " 条"
+        + (shown.length ? "。" : "，所选范围中没有检索到段落。") + stale);
+    } else setText(note, "共 " + all.length + " 条，按相关度排序。点击标题查看原文位置。" + stale);
 
     shown.forEach(function (p) {
       var ns = cited.get(p.chunk_id);
@@ -538,8 +635,10 @@
       return;
     }
     var key = $("api-key").value;
+    var collection = $("upload-collection").value.trim();
     var fd = new FormData();
-    fd.append("file", file, file.name);
+    fd.append("files", file, file.name);
+    if (collection) fd.append("collection", collection);
     var headers = { Accept: "application/json" };
     if (key) headers["X-API-Key"] = key;
     $("upload-btn").disabled = true;
@@ -547,8 +646,9 @@
     status.className = "status";
     request(API.documents, { method: "POST", headers: headers, body: fd }).then(
       function (body) {
-        var name = (body && (body.title || body.doc_id)) || file.name;
-        setText(status, "已上传：" + name);
+        var same = body && body.unchanged && body.unchanged.length && !(body.added || []).length
+          && !(body.replaced || []).length;
+        setText(status, "已上传：" + file.name + (same ? "（内容与已有版本相同，未改动）" : ""));
         status.className = "status ok-text";
         state.docCache.clear();
         loadDocuments();
@@ -582,6 +682,12 @@
       state.filter = e.target.value;
       renderPassages();
     });
+    $("collection-filter").addEventListener("change", function (e) {
+      state.collection = e.target.value;
+      renderFilterOptions();
+      renderPassages();
+    });
+    $("answer-mode").addEventListener("change", function () { state.modeTouched = true; });
 
     $("lang").addEventListener("change", function (e) {
       state.lang = e.target.value === "traditional" ? "traditional" : "simplified";
