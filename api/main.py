@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         observability.configure_logging(settings.log_level)
+        observability.limit_malloc_arenas()
         p = pipeline or Pipeline(settings)
         observability.instrument_pipeline(p, metrics)
         app.state.pipeline = p

@@ -283,3 +283,16 @@ def configure_logging(level: str = "") -> None:
 
 def metrics_response(metrics: Metrics) -> tuple[bytes, str]:
     return metrics.render(), CONTENT_TYPE_LATEST
+
+
+def limit_malloc_arenas(n: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas: with the server's thread pool each thread otherwise gets its
+    own arena and RSS climbs under load without any leak (measured with `make soak`). No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-8, n)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
