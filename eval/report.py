@@ -7,7 +7,7 @@ from typing import Any
 
 COLS = ["n", "hit@1", "hit@5", "recall@5", "recall@10", "mrr@10", "ndcg@10", "evidence@5", "ms_p50", "ms_p95"]
 ANS = ["n", "em", "f1", "contains", "cit_precision", "cit_recall", "answerable_accuracy", "refusal_accuracy",
-       "ms_p50", "ms_p95"]
+       "degraded", "ms_p50", "ms_p95", "llm_ms_p50", "llm_ms_p95"]
 
 
 def _table(rows: dict[str, dict[str, Any]], cols: list[str]) -> list[str]:

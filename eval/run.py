@@ -19,6 +19,7 @@ from typing import Any
 
 from eval import metrics as M
 from eval.data import ROOT, Dataset, QAItem, load_cmrc, load_drcd, load_rgb, load_seed_gold
+from rag import answering
 from rag.config import Settings
 from rag.ingest import build_index
 from rag.loaders import load_path
@@ -91,13 +92,59 @@ def answer_row(ds: Dataset, it: QAItem, a: Answer, ms: float) -> dict[str, Any]:
     return row
 
 
-def answer_rows(p: Pipeline, ds: Dataset, items: list[QAItem] | None = None) -> list[dict[str, Any]]:
+def answer_rows(p: Pipeline, ds: Dataset, items: list[QAItem] | None = None,
+                generator: Any = None) -> list[dict[str, Any]]:
+    """Extractive answers (``generator`` None) or LLM answers with verified citations; an LLM answer that
+    degraded to extractive (timeout, no supported citation) counts as what it returned, flagged."""
     rows = []
     for it in items if items is not None else ds.items:
         t = time.perf_counter()
-        a = p.ask(it.query, 5)
-        rows.append(answer_row(ds, it, a, (time.perf_counter() - t) * 1000))
+        if generator is None:
+            a = p.ask(it.query, 5)
+        else:
+            a = answering.answer(p, it.query, 5, "llm", generator)
+        row = answer_row(ds, it, a, (time.perf_counter() - t) * 1000)
+        if generator is not None:
+            row["system"] = "answer:llm"
+            row["degraded"] = 1.0 if a.mode != "llm" or a.warnings else 0.0
+            if "llm_ms" in a.timings:
+                row["llm_ms"] = a.timings["llm_ms"]
+        rows.append(row)
     return rows
+
+
+def llm_rows(args: argparse.Namespace, runs: list[tuple[Pipeline, Dataset, list[QAItem]]]) -> list[dict[str, Any]]:
+    """The same questions answered by the local LLM (``--llm 0.5b|1.5b``, a llama.cpp server started here)
+    or by ``--llm-url`` (any OpenAI-compatible endpoint)."""
+    from rag.llm import LlamaServer, OpenAICompatGenerator
+
+    server = None
+    url, model = args.llm_url, args.llm_model
+    if not url:
+        from embeddings.fetch_llm import MODELS, gguf_path
+
+        spec = MODELS[args.llm]
+        server = LlamaServer(gguf_path(args.llm), port=_free_port(), alias=spec.alias,
+                             log_path=Path(args.out) / "llama-server.log")
+        url, model = server.start(), spec.alias
+    gen = OpenAICompatGenerator(url, model, "", args.llm_timeout, 1)
+    rows: list[dict[str, Any]] = []
+    try:
+        for p, ds, items in runs:
+            logger.info("LLM answers on %s: %d questions via %s", ds.name, len(items), url)
+            rows += answer_rows(p, ds, items, gen)
+    finally:
+        if server:
+            server.stop()
+    return rows
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def peer_rows(ds: Dataset, p: Pipeline, model_dir: Path) -> list[dict[str, Any]]:
@@ -155,7 +202,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k in rs[0] if k.startswith(("recall@", "hit@", "mrr", "ndcg", "evidence@"))]
-    keys += ["em", "f1", "contains", "cit_precision", "cit_recall"]
+    keys += ["em", "f1", "contains", "cit_precision", "cit_recall", "degraded"]
     agg: dict[str, Any] = {"n": len(rs)}
     for k in keys:
         vals = [r[k] for r in rs if k in r]
@@ -168,7 +215,7 @@ def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
             agg["answerable_accuracy"] = round(M.mean(1.0 if r["answerable"] else 0.0 for r in pos), 4)
         if neg:
             agg["refusal_accuracy"] = round(M.mean(0.0 if r["answerable"] else 1.0 for r in neg), 4)
-    for stage in ("ms", "embed_ms", "retrieve_ms", "generate_ms"):
+    for stage in ("ms", "embed_ms", "retrieve_ms", "generate_ms", "llm_ms"):
         vals = [r[stage] for r in rs if stage in r]
         if vals:
             agg[f"{stage}_p50"] = round(M.percentile(vals, 50), 2)
@@ -185,6 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    llm_runs: list[tuple[Pipeline, Dataset, list[QAItem]]] = []
     limit = None if args.full else args.limit
     with tempfile.TemporaryDirectory() as tmp:
         # 1. Seed gold set over the seed documents.
@@ -193,6 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         p = make_pipeline(settings, embedder, seed_docs, Path(tmp) / "seed")
         rows += retrieval_rows(p, seed)
         rows += answer_rows(p, seed)
+        llm_runs.append((p, seed, seed.items[: args.llm_limit]))
         # 2. CMRC2018 dev (simplified) and DRCD dev (traditional): corpus = all paragraphs.
         for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd)):
             if name not in args.sets:
@@ -206,7 +255,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows += peer_rows(ds, p, model_path(settings.models_dir, settings.model_name))
         # 3. RGB zh: noise robustness (positives + negatives) and negative rejection (negatives only).
         if "rgb" in args.sets:
-            rows += rgb_rows(settings, embedder, Path(tmp), args.rgb_limit)
+            rows += rgb_rows(settings, embedder, Path(tmp), args.rgb_limit, llm_runs, args.llm_limit)
+        # 4. The same questions through the LLM generator (--llm / --llm-url), while the indexes exist.
+        if args.llm or args.llm_url:
+            rows += llm_rows(args, llm_runs)
     metrics = summarize(rows)
     (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=1))
     with open(out / "per_query.jsonl", "w", encoding="utf-8") as f:
@@ -218,7 +270,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int) -> list[dict[str, Any]]:
+def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int,
+             llm_runs: list[tuple[Pipeline, Dataset, list[QAItem]]], llm_limit: int) -> list[dict[str, Any]]:
     ds = load_rgb(limit)
     used: set[str] = set()
     negs: set[str] = set()
@@ -232,10 +285,12 @@ def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int) -> list[d
     noisy = Dataset("rgb_noise", {k: ds.corpus[k] for k in used}, ds.items, ds.relevant)
     p = make_pipeline(settings, embedder, [Document(k, ds.corpus[k]) for k in sorted(used)], tmp / "rgb")
     rows = retrieval_rows(p, noisy, ("hybrid",)) + answer_rows(p, noisy)
+    llm_runs.append((p, noisy, noisy.items[:llm_limit]))
     # Negative rejection: the positives are gone, the answer must be a refusal.
     only_neg = [Document(k, ds.corpus[k]) for k in sorted(negs - set().union(*ds.relevant.values()))]
     p = make_pipeline(settings, embedder, only_neg, tmp / "rgb_neg")
     rej = Dataset("rgb_reject", {}, [QAItem(it.qid, it.query, it.lang, [], False) for it in ds.items], {})
+    llm_runs.append((p, rej, rej.items[:llm_limit]))
     return rows + answer_rows(p, rej)
 
 
@@ -249,6 +304,12 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="all queries of every set")
     ap.add_argument("--no-peer", action="store_true", help="skip the txtai peer baseline")
     ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "rgb"])
+    ap.add_argument("--llm", choices=["0.5b", "1.5b"], help="also answer with the local Qwen GGUF (llama.cpp server "
+                    "started here; `make llm-install` first)")
+    ap.add_argument("--llm-url", default="", help="also answer with this OpenAI-compatible endpoint (…/v1)")
+    ap.add_argument("--llm-model", default="", help="model name for --llm-url")
+    ap.add_argument("--llm-limit", type=int, default=1000, help="questions per set answered by the LLM")
+    ap.add_argument("--llm-timeout", type=float, default=180, help="seconds per LLM answer")
     m = run(ap.parse_args())
     print(json.dumps({ds: {s: {k: v for k, v in x.items() if k in ("n", "hit@1", "hit@5", "recall@5", "mrr@10",
                                                                     "f1", "contains", "refusal_accuracy",

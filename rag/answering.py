@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rag.citations import split_sentences, strip_markers, verify_citations
+from rag.citations import MARKER, split_sentences, strip_markers, verify_citations
 from rag.errors import GeneratorError, InvalidInputError
+from rag.generate import REFUSAL, language
 from rag.llm import PROMPT_PASSAGES, build_messages, is_refusal
 from rag.types import Answer, Citation, Hit
 
@@ -44,6 +45,7 @@ class _Prepared:
     base: Answer  # the extractive answer (or refusal)
     timings: dict[str, float]
     t0: float
+    llm_refuses: bool = True
 
 
 def _prepare(pipeline: Any, query: str, top_k: int, mode: str, filters: Any = None) -> _Prepared:
@@ -59,7 +61,8 @@ def _prepare(pipeline: Any, query: str, top_k: int, mode: str, filters: Any = No
     t1 = time.perf_counter()
     base = gen.answer(q, qvec, hits)  # ExtractiveGenerator.score + answerable: the refusal decision
     timings["extractive_ms"] = (time.perf_counter() - t1) * 1000
-    return _Prepared(q, hits, qvec, base, timings, t0)
+    settings = getattr(pipeline, "settings", None)
+    return _Prepared(q, hits, qvec, base, timings, t0, bool(getattr(settings, "llm_refusal", True)))
 
 
 def _finish(a: Answer, p: _Prepared, mode: str, warnings: list[str] | None = None) -> Answer:
@@ -75,14 +78,29 @@ def _degrade(p: _Prepared, why: str) -> Answer:
     return _finish(p.base, p, "extractive", [why])
 
 
+NO_ANSWER = "the LLM found no answer in the passages; returned the extractive answer"
+
+
+def _llm_refusal(p: _Prepared) -> Answer:
+    """Second judge: retrieval found evidence, the LLM read the passages and found no answer in them."""
+    a = Answer("", False, [], p.hits, REFUSAL[language(p.query)], "llm",
+               ["the passages were retrieved but the LLM found no answer in them"])
+    return _finish(a, p, "llm")
+
+
 def _llm_result(p: _Prepared, raw: str, embedder: Any) -> Answer:
+    if not MARKER.search(raw) and is_refusal(raw):
+        # a refusal cites nothing: don't let the uncited-sentence attribution pin it on a passage
+        return _llm_refusal(p) if p.llm_refuses else _degrade(p, NO_ANSWER)
     t = time.perf_counter()
     passages = p.hits[:PROMPT_PASSAGES]
     v = verify_citations(raw, passages, embedder)
     p.timings["verify_ms"] = (time.perf_counter() - t) * 1000
     if not v.supported:
         if is_refusal(strip_markers(raw)):
-            return _degrade(p, "the LLM found no answer in the passages; returned the extractive answer")
+            if p.llm_refuses:
+                return _llm_refusal(p)
+            return _degrade(p, NO_ANSWER)
         return _degrade(p, "the LLM answer had no citation supported by the passages; "
                            "returned the extractive answer")
     return _finish(Answer(v.text, True, v.citations, p.hits), p, "llm", v.warnings())

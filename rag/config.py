@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     llm_api_key: str = ""
     llm_timeout: float = Field(30, gt=0, description="Seconds per LLM request (connect and read)")
     llm_retries: int = Field(2, ge=0, le=10, description="Retries on 5xx / timeout / connection errors")
+    llm_refusal: bool = Field(True, description="When the LLM reads the retrieved passages and says they hold no "
+                                                "answer, answer `answerable: false` (else fall back to extractive)")
     dify_api_key: str = Field("", description="If set, POST /retrieval requires `Authorization: Bearer KEY`")
 
     # Access control (see api/security.py)

@@ -290,6 +290,21 @@ def test_llm_answer_verified_and_degrades(seed_pipeline):
     assert "no citation supported" in made_up.warnings[0]
 
 
+@pytest.mark.integration
+def test_llm_refusal_is_a_second_judge(seed_pipeline):
+    from rag.answering import answer
+
+    a = answer(seed_pipeline, ANSWERABLE, 5, "llm", Recorder("文档中没有找到这个问题的答案。"))
+    assert not a.answerable and a.mode == "llm" and a.citations == [] and a.hits and a.message
+    assert "found no answer" in a.warnings[0]
+    seed_pipeline.settings = seed_pipeline.settings.model_copy(update={"llm_refusal": False})
+    try:
+        b = answer(seed_pipeline, ANSWERABLE, 5, "llm", Recorder("文档中没有找到这个问题的答案。"))
+    finally:
+        seed_pipeline.settings = seed_pipeline.settings.model_copy(update={"llm_refusal": True})
+    assert b.answerable and b.mode == "extractive" and b.citations  # fell back to the extractive answer
+
+
 # ---------------------------------------------------------------------------------------------------------
 # SSE helpers for our endpoints
 # ---------------------------------------------------------------------------------------------------------
