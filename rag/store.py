@@ -5,6 +5,7 @@ Layout::
     INDEX_DIR/current -> versions/<stamp>      (symlink swapped atomically with os.replace)
     INDEX_DIR/versions/<stamp>/manifest.json   (format, model, dim, chunking params, counts)
                                chunks.jsonl    (one Chunk per line; chunk_id = FAISS id = BM25 row id)
+                               chunks.idx.npy, doc_chunks.json (offsets: chunks are read in place)
                                documents.jsonl (original text, so citations can be shown in place)
                                dense.faiss     (IndexIDMap2 over inner-product index)
                                bm25/           (bm25s arrays: .npy + .json, no pickle)
@@ -20,12 +21,14 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rag.chunktable import ChunkTable, write_sidecars
 from rag.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
 from rag.types import Chunk, Document
 from rag.vectors import VectorStore, load_store
@@ -41,7 +44,7 @@ class IndexData:
     """Everything the query path needs, loaded once and never mutated in place."""
 
     manifest: dict[str, Any]
-    chunks: dict[int, Chunk]
+    chunks: Mapping[int, Chunk]  # a ChunkTable when loaded from disk (parsed on access)
     documents: dict[str, Document]
     dense: VectorStore
     bm25: Any  # bm25s.BM25
@@ -50,6 +53,9 @@ class IndexData:
     doc_chunks: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.chunks, ChunkTable):
+            self.doc_chunks = self.chunks.doc_chunks
+            return
         for cid, c in self.chunks.items():
             self.doc_chunks.setdefault(c.doc_id, []).append(cid)
 
@@ -76,9 +82,14 @@ def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documen
     tmp.mkdir()
     ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
     dense.save(tmp)
-    with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
+    offsets, pos = [], 0
+    with open(tmp / "chunks.jsonl", "wb") as fb:
         for c in chunks:
-            f.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
+            line = (json.dumps(c.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
+            fb.write(line)
+            offsets.append((pos, len(line)))
+            pos += len(line)
+    write_sidecars(tmp, chunks, offsets)
     with open(tmp / "documents.jsonl", "w", encoding="utf-8") as f:
         for d in documents:
             f.write(json.dumps(d.__dict__, ensure_ascii=False) + "\n")
@@ -158,19 +169,15 @@ def load(index_dir: Path) -> IndexData:
     manifest = read_manifest(index_dir)
     path = current_path(index_dir).resolve()
     try:
-        chunks: dict[int, Chunk] = {}
-        with open(path / "chunks.jsonl", encoding="utf-8") as f:
-            for line in f:
-                c = Chunk.from_json(json.loads(line))
-                chunks[c.chunk_id] = c
+        chunks = ChunkTable(path)
         documents: dict[str, Document] = {}
         with open(path / "documents.jsonl", encoding="utf-8") as f:
             for line in f:
                 d = Document(**json.loads(line))
                 documents[d.doc_id] = d
         dense = load_store(path)
-        bm25_ids = np.load(path / "bm25_ids.npy")
-        bm25 = bm25s.BM25.load(str(path / "bm25")) if (path / "bm25").exists() else None
+        bm25_ids = np.load(path / "bm25_ids.npy", mmap_mode="r")
+        bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True) if (path / "bm25").exists() else None
     except Exception as e:  # any unreadable component means the version is unusable
         raise IndexCorruptError(f"index at {path} is unreadable ({type(e).__name__}: {e}): "
                                 "run `rag ingest PATH --rebuild`") from e

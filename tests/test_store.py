@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -6,7 +7,7 @@ from embeddings.fake import HashEmbedder
 from rag import store
 from rag.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
 from rag.ingest import build_index
-from rag.types import Document
+from rag.types import Chunk, Document
 
 DOCS = [Document("a.txt", "第一份文件。内容关于科技。"), Document("b.txt", "第二份文件。内容关于人才。")]
 
@@ -52,3 +53,31 @@ def test_crash_before_switch_leaves_last_good_index(tmp_path, monkeypatch):
         build_index(tmp_path, DOCS, HashEmbedder())
     idx = store.load(tmp_path)
     assert set(idx.documents) == {"a.txt"}
+
+
+def test_chunks_are_read_in_place_and_match_what_was_written(tmp_path):
+    from rag.chunktable import DOCS_FILE, IDX_FILE, ChunkTable
+
+    docs = [Document(f"d{i}.txt", "。".join(f"第{i}份文件的第{j}句，讲科技“创新”与人才" for j in range(40)) + "。")
+            for i in range(6)]
+    build_index(tmp_path, docs, HashEmbedder(), chunk_size=120)
+    idx = store.load(tmp_path)
+    assert isinstance(idx.chunks, ChunkTable) and len(idx.chunks) == idx.size > 6
+    folder = tmp_path / "current"
+    eager = {}
+    for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines():
+        c = Chunk.from_json(json.loads(line))
+        eager[c.chunk_id] = c
+    assert set(idx.chunks) == set(eager)
+    for cid, c in eager.items():
+        assert idx.chunks[cid] == c and cid in idx.chunks
+    assert 10**9 not in idx.chunks and "1" not in idx.chunks
+    with pytest.raises(KeyError):
+        idx.chunks[10**9]
+    assert {d: sorted(v) for d, v in idx.doc_chunks.items()} == {
+        d.doc_id: sorted(k for k, c in eager.items() if c.doc_id == d.doc_id) for d in docs}
+    # an index written before the sidecars existed is scanned on load, with the same result
+    (folder / IDX_FILE).unlink()
+    (folder / DOCS_FILE).unlink()
+    old = ChunkTable(folder.resolve())
+    assert dict(old.items()) == eager and old.doc_chunks == idx.doc_chunks
