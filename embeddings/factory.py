@@ -15,8 +15,8 @@ def model_path(models_dir: Path, model_name: str) -> Path:
     return p if p.is_absolute() or p.exists() else models_dir / model_name
 
 
-def create_embedder(kind: str, models_dir: Path, model_name: str, dtype: str = "bfloat16",
-                    batch_size: int = 32, threads: int = 0) -> Embedder:
+def create_embedder(kind: str, models_dir: Path, model_name: str, dtype: str = "auto",
+                    batch_size: int = 32, threads: int = 0, query_backend: str = "auto") -> Embedder:
     if kind == "hash":
         from embeddings.fake import HashEmbedder
 
@@ -29,5 +29,6 @@ def create_embedder(kind: str, models_dir: Path, model_name: str, dtype: str = "
         if not (path / "modules.json").exists():
             raise ModelNotInstalledError(f"embedding model not found at {path}: run `make model`")
         verify(path)
-        return SentenceTransformerEmbedder(path, dtype=dtype, batch_size=batch_size, threads=threads)
+        return SentenceTransformerEmbedder(path, dtype=dtype, batch_size=batch_size, threads=threads,
+                                           query_backend=query_backend)
     raise InvalidInputError(f"unknown embedder {kind!r}; choose one of {', '.join(EMBEDDERS)}")

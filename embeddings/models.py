@@ -249,6 +249,12 @@ def main(argv: list[str]) -> int:
     dest = a.dest or get_settings().models_dir / MODEL
     if a.command == "install":
         install(dest)
+        try:  # the query fast path (embeddings/onnx.py); cached, so a re-run costs nothing
+            from embeddings.onnx import export
+
+            logger.info("onnx export: %s", export(dest))
+        except ImportError as e:
+            logger.warning("onnx export skipped (%s): queries will go through torch", e)
     else:
         verify(dest, full=True)
         print(f"ok: {dest}")

@@ -48,7 +48,7 @@ class Pipeline:
         if self._embedder is None:
             s = self.settings
             self._embedder = create_embedder(s.embedder, s.models_dir, s.model_name, s.dtype, s.batch_size,
-                                             s.torch_threads)
+                                             s.torch_threads, s.query_backend)
         return self._embedder
 
     def load(self) -> Pipeline:

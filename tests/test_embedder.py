@@ -54,3 +54,18 @@ def test_batch_error_reaches_every_waiter(real_embedder):  # type: ignore[no-unt
         real_embedder._forward = forward
     assert all(isinstance(e, RuntimeError) for e in errs)
     assert real_embedder.encode_queries(["稀土"]).shape == (1, real_embedder.dim)
+
+
+def test_onnx_query_path_matches_sentence_transformers(real_embedder):  # type: ignore[no-untyped-def]
+    """The ONNX export of the same weights gives the same query vectors as the torch pipeline."""
+    assert real_embedder.query_backend == "onnx", "onnxruntime is a dependency: the fast path must load"
+    qs = QUERIES[:8] + ["x", "一" * 600]  # a one-char query and one past the 512-token truncation
+    fast = real_embedder.encode_queries(qs)
+    onnx, real_embedder._onnx = real_embedder._onnx, None
+    try:
+        slow = real_embedder.encode_queries(qs)
+    finally:
+        real_embedder._onnx = onnx
+    assert fast.shape == slow.shape == (len(qs), real_embedder.dim) and fast.dtype == np.float32
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-4)
+    assert np.min(np.sum(fast * slow, axis=1)) > 0.995  # slow may be bf16 on AMX machines
