@@ -35,8 +35,12 @@ def language(text: str) -> str:
 
 # Questions asking for a number, amount, rank or date: their answer holds a digit or numeral.
 _NUMERIC_Q = re.compile(r"多少|几|多大|多长|多高|多久|比例|比重|排名|第几|百分之|何时|什么时候|哪年|哪一年|哪天|哪一天|"
+                        r"时间$|时间[？?]|日期|(?:出生|增长|死亡|失业|利用|覆盖|转化|增)率|"
                         r"how (many|much|long|large|big)|what percentage|when|what year|which year|rank", re.I)
 _NUMBER = re.compile(r"[0-9０-９]|[一二三四五六七八九十百千万亿两]+[个项家名人次年月日倍%]")
+# Number tokens for the answer-type check: digit runs, and Chinese numerals that count something.
+_NUM_TOKEN = re.compile(r"\d+(?:\.\d+)?|第[零〇一二三四五六七八九十百千]+|"
+                        r"[零〇一二三四五六七八九十百千万亿两]+(?=[个项家名人次年月日倍%位座条批所台亿万元件种])")
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 _CLAUSE = re.compile(r"[^，,；;：:]+[，,；;：:]?")
 
@@ -199,13 +203,21 @@ class ExtractiveGenerator:
             return best_cos >= self.cal.min_cos_crosslingual
         return best_cos >= self.cal.min_cos and cov >= self.cal.min_coverage
 
+    def has_answer_type(self, query: str, scored: list[tuple[float, Hit, Sentence, float]], top: int = 3) -> bool:
+        """A question asking for a number, amount, rank or date is answered only by a sentence carrying a
+        number the question does not already hold (a passage restating the question is not an answer)."""
+        if not _NUMERIC_Q.search(query):
+            return True
+        asked = set(_NUM_TOKEN.findall(normalize(query)))
+        return any(set(_NUM_TOKEN.findall(normalize(s.text))) - asked for _, _, s, _ in scored[:top])
+
     def answer(self, query: str, qvec: np.ndarray, hits: list[Hit]) -> Answer:
         lang = language(query)
         scored, cov = self.score(query, qvec, hits)
         if not scored:
             return Answer("", False, [], hits, REFUSAL[lang])
         best = scored[0][0]
-        if not self.answerable(query, float(scored[0][3]), cov):
+        if not self.answerable(query, float(scored[0][3]), cov) or not self.has_answer_type(query, scored):
             return Answer("", False, [], hits, REFUSAL[lang])
         margin = 0.02 if not has_cjk(query) else 0.05
         chosen = [x for x in scored[: self.max_sentences] if x[0] >= best - margin]
