@@ -57,6 +57,14 @@ eval: model
 	$(BIN)/pip install -q -e '.[eval]'
 	$(BIN)/python -m eval.run
 
+# Extractive vs local LLM on the same questions (seed gold + RGB noise/rejection), LLM_SIZE GGUF served by
+# llama.cpp on loopback for the run. LLM_EVAL_N questions per set (spread over the question types).
+LLM_EVAL_N ?= 40
+eval-llm: model llm-install
+	$(BIN)/pip install -q -e '.[eval]'
+	$(BIN)/python -m eval.run --sets rgb --rgb-limit $(LLM_EVAL_N) --llm $(LLM_SIZE) --llm-limit $(LLM_EVAL_N) \
+	  --out eval/reports/llm-$(LLM_SIZE)
+
 bench: model
 	$(BIN)/python -m bench.run
 
@@ -88,7 +96,7 @@ LLM_CTX   ?= 4096
 LLM_THREADS ?= $(shell n=$$(nproc); echo $$(( n > 1 ? n / 2 : 1 )))
 LLAMA_CPP ?= llama-cpp-python[server]==0.3.36
 
-.PHONY: llm-install llm-serve
+.PHONY: llm-install llm-serve eval-llm
 
 llm-install: install
 	$(BIN)/python -c 'import llama_cpp.server' 2>/dev/null || \

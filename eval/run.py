@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import tempfile
 import time
@@ -124,8 +125,9 @@ def llm_rows(args: argparse.Namespace, runs: list[tuple[Pipeline, Dataset, list[
         from embeddings.fetch_llm import MODELS, gguf_path
 
         spec = MODELS[args.llm]
+        # every core: during the eval nothing else runs between the LLM calls
         server = LlamaServer(gguf_path(args.llm), port=_free_port(), alias=spec.alias,
-                             log_path=Path(args.out) / "llama-server.log")
+                             threads=os.cpu_count() or 2, log_path=Path(args.out) / "llama-server.log")
         url, model = server.start(), spec.alias
     gen = OpenAICompatGenerator(url, model, "", args.llm_timeout, 1)
     rows: list[dict[str, Any]] = []
@@ -133,10 +135,20 @@ def llm_rows(args: argparse.Namespace, runs: list[tuple[Pipeline, Dataset, list[
         for p, ds, items in runs:
             logger.info("LLM answers on %s: %d questions via %s", ds.name, len(items), url)
             rows += answer_rows(p, ds, items, gen)
+            # the extractive answers to exactly these questions, for a like-for-like comparison
+            rows += [{**r, "system": "answer:extractive-same-questions"} for r in answer_rows(p, ds, items)]
     finally:
         if server:
             server.stop()
     return rows
+
+
+def spread(items: list[QAItem], n: int) -> list[QAItem]:
+    """``n`` items spread evenly over the list (the gold files are grouped by question type)."""
+    if n >= len(items):
+        return list(items)
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
 
 
 def _free_port() -> int:
@@ -241,7 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         p = make_pipeline(settings, embedder, seed_docs, Path(tmp) / "seed")
         rows += retrieval_rows(p, seed)
         rows += answer_rows(p, seed)
-        llm_runs.append((p, seed, seed.items[: args.llm_limit]))
+        llm_runs.append((p, seed, spread(seed.items, args.llm_limit)))
         # 2. CMRC2018 dev (simplified) and DRCD dev (traditional): corpus = all paragraphs.
         for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd)):
             if name not in args.sets:
@@ -285,12 +297,12 @@ def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int,
     noisy = Dataset("rgb_noise", {k: ds.corpus[k] for k in used}, ds.items, ds.relevant)
     p = make_pipeline(settings, embedder, [Document(k, ds.corpus[k]) for k in sorted(used)], tmp / "rgb")
     rows = retrieval_rows(p, noisy, ("hybrid",)) + answer_rows(p, noisy)
-    llm_runs.append((p, noisy, noisy.items[:llm_limit]))
+    llm_runs.append((p, noisy, spread(noisy.items, llm_limit)))
     # Negative rejection: the positives are gone, the answer must be a refusal.
     only_neg = [Document(k, ds.corpus[k]) for k in sorted(negs - set().union(*ds.relevant.values()))]
     p = make_pipeline(settings, embedder, only_neg, tmp / "rgb_neg")
     rej = Dataset("rgb_reject", {}, [QAItem(it.qid, it.query, it.lang, [], False) for it in ds.items], {})
-    llm_runs.append((p, rej, rej.items[:llm_limit]))
+    llm_runs.append((p, rej, spread(rej.items, llm_limit)))
     return rows + answer_rows(p, rej)
 
 
