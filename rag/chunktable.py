@@ -55,7 +55,9 @@ class ChunkTable(Mapping[int, Chunk]):
         self._lock = threading.Lock()
 
     def _scan(self) -> tuple[np.ndarray, dict[str, list[int]]]:
-        rows, docs, pos = [], {}, 0
+        rows: list[tuple[int, int, int]] = []
+        docs: dict[str, list[int]] = {}
+        pos = 0
         data = bytes(self._mm)
         for line in data.splitlines(keepends=True):
             if line.strip():

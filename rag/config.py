@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences repeated between neighbouring chunks")
 
     vector_store: str = Field("faiss", description="faiss | milvus")
-    index_kind: str = Field("auto", description="FAISS index: auto (flat up to 50k, then ivfsq8) | flat | ivfsq8 | hnsw")
+    index_kind: str = Field("auto", description="FAISS index: auto (flat up to 50k, then ivfsq8) | flat | ivfsq8 | "
+                                                "hnsw")
 
     rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum 1/(k + rank)")
     candidate_factor: int = Field(4, ge=1, description="Each retriever returns top_k * factor candidates")

@@ -130,7 +130,8 @@ def load_bytes(data: bytes, name: str, doc_id: str | None = None, meta: dict[str
     suffix = Path(name).suffix.lower()
     loader = LOADERS.get(suffix)
     if loader is None:
-        raise InvalidInputError(f"{name}: unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED)}")
+        raise InvalidInputError(f"{name}: unsupported file type {suffix or '(none)'!r}; "
+                                f"supported: {', '.join(SUPPORTED)}")
     text, extra = loader(data, name)
     if not text.strip():
         raise InvalidInputError(f"{name}: the file has no text")

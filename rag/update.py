@@ -51,11 +51,11 @@ def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], 
     if current is not None:
         store.check_model(current.manifest, embedder.name, embedder.dim)
     docs = dict(current.documents) if current else {}
-    for d in deletes:
-        if d not in docs:
-            raise NotFoundError(f"no document {d!r} to delete: list them with GET /v1/documents")
-        del docs[d]
-        rep.deleted.append(d)
+    for doc_id in deletes:
+        if doc_id not in docs:
+            raise NotFoundError(f"no document {doc_id!r} to delete: list them with GET /v1/documents")
+        del docs[doc_id]
+        rep.deleted.append(doc_id)
     fresh: list[Document] = []
     for d in upserts:
         old = docs.get(d.doc_id)

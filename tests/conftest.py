@@ -59,7 +59,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(index_dir: Path, env: dict[str, str] | None = None, timeout: float = 180) -> tuple[subprocess.Popen, str]:
+def start_server(index_dir: Path, env: dict[str, str] | None = None,
+                 timeout: float = 180) -> tuple[subprocess.Popen, str]:
     port = free_port()
     e = {**os.environ, "RAG_INDEX_DIR": str(index_dir), **(env or {})}
     # Server output goes to a file (a pipe nobody reads would fill up and block the server).

@@ -43,7 +43,8 @@ def test_sentence_broken_around_a_caption_is_rejoined_and_caption_kept():
 
 
 def test_traditional_and_latin_text_pass_through():
-    paras = clean("# 內蒙古「科技突圍」\n\n創新決勝未來。2024年，內蒙古實施科技工程。\n\nPolicy text in English. Second line.\n")
+    paras = clean("# 內蒙古「科技突圍」\n\n創新決勝未來。2024年，內蒙古實施科技工程。\n\n"
+                  "Policy text in English. Second line.\n")
     assert paras[1].text.startswith("創新決勝未來")
     assert paras[2].text == "Policy text in English. Second line."
 

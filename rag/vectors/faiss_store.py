@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -37,6 +38,7 @@ class FaissStore:
               nprobe: int = 32) -> FaissStore:
         kind = _choose(len(ids)) if kind == "auto" else kind
         vectors = np.ascontiguousarray(vectors, np.float32)
+        inner: Any  # faiss's SWIG stubs type every index as its base class
         if kind == "flat":
             inner = faiss.IndexFlatIP(dim)
         elif kind == "ivfsq8":
@@ -47,7 +49,7 @@ class FaissStore:
             rng = np.random.default_rng(0)
             sample = vectors[rng.choice(len(vectors), size=min(len(vectors), nlist * 64), replace=False)]
             inner.train(sample)
-            inner.set_direct_map_type(faiss.DirectMap.Array)
+            inner.set_direct_map_type(faiss.DirectMap.Array)  # type: ignore[attr-defined]
             inner.nprobe = nprobe
         elif kind == "hnsw":
             inner = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
@@ -67,16 +69,18 @@ class FaissStore:
         self.index.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.asarray(ids, np.int64))
 
     def remove(self, ids: np.ndarray) -> int:
-        return int(self.index.remove_ids(np.asarray(ids, np.int64)))
+        return int(self.index.remove_ids(np.asarray(ids, np.int64)))  # type: ignore[arg-type]
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(queries.reshape(-1, self.dim), np.float32)
         sel = faiss.IDSelectorBatch(np.asarray(allowed, np.int64)) if allowed is not None else None
+        # SWIG parameter objects take their fields as keywords (the stubs don't declare them)
+        kw: dict[str, Any] = {"sel": sel} if sel is not None else {}
+        params: Any = None
         if self.kind == "ivfsq8":
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe) if sel is not None else \
-                faiss.SearchParametersIVF(nprobe=self.nprobe)
-        else:
-            params = faiss.SearchParameters(sel=sel) if sel is not None else None
+            params = faiss.SearchParametersIVF(**{"nprobe": self.nprobe, **kw})
+        elif kw:
+            params = faiss.SearchParameters(**kw)
         D, I = self.index.search(q, k, params=params)
         return D, I
 
