@@ -166,6 +166,10 @@ def http_latency(index_dir: Path, queries: list[str], concurrency: tuple[int, ..
         for n in concurrency:
             out[f"concurrency_{n}"] = asyncio.run(_load(base, queries, n, seconds))
         out["server_rss_mb"] = _rss_of(proc.pid)
+        # anonymous = heap (model, FAISS, arrays); file = touched pages of mmapped index files (page cache,
+        # reclaimable under memory pressure)
+        out["server_rss_anon_mb"] = _rss_of(proc.pid, "RssAnon")
+        out["server_rss_file_mb"] = _rss_of(proc.pid, "RssFile")
         return out
     finally:
         stop_server(proc)
@@ -201,11 +205,11 @@ async def _load(base: str, queries: list[str], clients: int, seconds: float) -> 
             **lat(lats)}
 
 
-def _rss_of(pid: int) -> float:
+def _rss_of(pid: int, field: str = "VmRSS") -> float:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS"):
+                if line.startswith(field):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
