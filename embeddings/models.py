@@ -253,8 +253,8 @@ def main(argv: list[str]) -> int:
             from embeddings.onnx import export
 
             logger.info("onnx export: %s", export(dest))
-        except ImportError as e:
-            logger.warning("onnx export skipped (%s): queries will go through torch", e)
+        except Exception as e:  # noqa: BLE001 - the torch path still works; say why the fast one won't
+            logger.warning("onnx export skipped (%s: %s): queries will go through torch", type(e).__name__, e)
     else:
         verify(dest, full=True)
         print(f"ok: {dest}")
