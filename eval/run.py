@@ -126,7 +126,7 @@ def llm_rows(args: argparse.Namespace, runs: list[tuple[Pipeline, Dataset, list[
 
         spec = MODELS[args.llm]
         # every core: during the eval nothing else runs between the LLM calls
-        server = LlamaServer(gguf_path(args.llm), port=_free_port(), alias=spec.alias,
+        server = LlamaServer(gguf_path(args.llm), port=0, alias=spec.alias,
                              threads=os.cpu_count() or 2, log_path=Path(args.out) / "llama-server.log")
         url, model = server.start(), spec.alias
     gen = OpenAICompatGenerator(url, model, "", args.llm_timeout, 1)
@@ -149,14 +149,6 @@ def spread(items: list[QAItem], n: int) -> list[QAItem]:
         return list(items)
     step = len(items) / n
     return [items[int(i * step)] for i in range(n)]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def peer_rows(ds: Dataset, p: Pipeline, model_dir: Path) -> list[dict[str, Any]]:

@@ -78,29 +78,28 @@ def _degrade(p: _Prepared, why: str) -> Answer:
     return _finish(p.base, p, "extractive", [why])
 
 
-NO_ANSWER = "the LLM found no answer in the passages; returned the extractive answer"
-
-
-def _llm_refusal(p: _Prepared) -> Answer:
-    """Second judge: retrieval found evidence, the LLM read the passages and found no answer in them."""
+def _no_answer(p: _Prepared) -> Answer:
+    """The LLM read the passages and found no answer. With ``llm_refusal`` it is a second judge after
+    retrieval: answerable false. Without, the extractive answer stands, with a warning."""
+    if not p.llm_refuses:
+        return _degrade(p, "the LLM found no answer in the passages; returned the extractive answer")
     a = Answer("", False, [], p.hits, REFUSAL[language(p.query)], "llm",
                ["the passages were retrieved but the LLM found no answer in them"])
     return _finish(a, p, "llm")
 
 
 def _llm_result(p: _Prepared, raw: str, embedder: Any) -> Answer:
-    if not MARKER.search(raw) and is_refusal(raw):
-        # a refusal cites nothing: don't let the uncited-sentence attribution pin it on a passage
-        return _llm_refusal(p) if p.llm_refuses else _degrade(p, NO_ANSWER)
+    refused = is_refusal(strip_markers(raw))
+    # An uncited refusal is never verified: the uncited-sentence attribution would pin it on a passage.
+    if refused and not MARKER.search(raw):
+        return _no_answer(p)
     t = time.perf_counter()
     passages = p.hits[:PROMPT_PASSAGES]
     v = verify_citations(raw, passages, embedder)
     p.timings["verify_ms"] = (time.perf_counter() - t) * 1000
     if not v.supported:
-        if is_refusal(strip_markers(raw)):
-            if p.llm_refuses:
-                return _llm_refusal(p)
-            return _degrade(p, NO_ANSWER)
+        if refused:
+            return _no_answer(p)
         return _degrade(p, "the LLM answer had no citation supported by the passages; "
                            "returned the extractive answer")
     return _finish(Answer(v.text, True, v.citations, p.hits), p, "llm", v.warnings())

@@ -100,6 +100,3 @@ class ChunkTable(Mapping[int, Chunk]):
 
     def __len__(self) -> int:
         return len(self._ids)
-
-    def nbytes(self) -> int:
-        return int(self._ids.nbytes + self._off.nbytes + self._len.nbytes)

@@ -72,25 +72,23 @@ class SentenceVectors:
         self._lock = threading.Lock()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        found: dict[str, np.ndarray] = {}
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            new = self.embedder.encode_passages(missing)
+            for t in texts:
+                if t in self._cache:
+                    self._cache.move_to_end(t)
+                    found[t] = self._cache[t]
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:  # encoded outside the lock; a concurrent eviction can't lose them
+            found.update(zip(missing, self.embedder.encode_passages(missing)))
             with self._lock:
-                for t, v in zip(missing, new):
-                    self._cache[t] = v
+                for t in missing:
+                    self._cache[t] = found[t]
                 while len(self._cache) > self.capacity:
                     self._cache.popitem(last=False)
-        with self._lock:
-            out = []
-            for t in texts:
-                v = self._cache.get(t)
-                if v is None:  # evicted meanwhile by a concurrent caller: encode again
-                    v = self.embedder.encode_passages([t])[0]
-                else:
-                    self._cache.move_to_end(t)
-                out.append(v)
-        return np.vstack(out) if out else np.zeros((0, self.embedder.dim), np.float32)
+        return np.vstack([found[t] for t in texts])
 
 
 class Generator(Protocol):

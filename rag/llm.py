@@ -292,14 +292,23 @@ def create_generator(settings: Any) -> OpenAICompatGenerator | None:
                                  settings.llm_timeout, settings.llm_retries)
 
 
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 class LlamaServer:
-    """Run ``python -m llama_cpp.server`` for a GGUF on loopback (tests, `make llm-serve` does the same)."""
+    """Run ``python -m llama_cpp.server`` for a GGUF on loopback (tests, `make llm-serve` does the same);
+    ``port=0`` picks a free one."""
 
     def __init__(self, model_path: str | Path, port: int = 8081, host: str = "127.0.0.1", alias: str = "",
                  n_ctx: int = 4096, threads: int | None = None, python: str = sys.executable,
                  log_path: str | Path | None = None) -> None:
         self.model_path = Path(model_path)
-        self.host, self.port = host, port
+        self.host, self.port = host, port or _free_port(host)
         self.alias = alias or self.model_path.stem
         self.n_ctx = n_ctx
         # half the cores: llama.cpp threads spin at barriers, so one preempted thread (by the embedder or

@@ -19,12 +19,9 @@ import argparse
 import asyncio
 import ipaddress
 import json
-import os
 import random
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,10 @@ from urllib.parse import urlparse
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import start_server, stop_server  # noqa: E402
+
 GOLD = ROOT / "eval" / "gold" / "seed_gold.jsonl"
 FALLBACK = ["中国工程科技发展战略内蒙古研究院每年安排多少专项经费？",
             "呼和浩特市2023年科技创新发展指数排名第几？", "“青城之光”的运算速度是多少？",
@@ -60,45 +61,11 @@ def loopback_only(url: str) -> None:
     sys.exit(f"refusing to load-test {host!r}: only loopback addresses (127.0.0.0/8, ::1, localhost)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(index_dir: Path, embedder: str | None,
-                 timeout: float = 300) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    log = Path(tempfile.mkstemp(prefix="rag-load-", suffix=".log")[1])
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_RATE_LIMIT_PER_MINUTE": "0"}
-    if embedder:
-        env["RAG_EMBEDDER"] = embedder
-    with open(log, "wb") as out:
-        cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}; log: {log}\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                return proc, base, log
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    sys.exit(f"server not ready in {timeout} s; log: {log}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+def serve(index_dir: Path, embedder: str | None) -> tuple[subprocess.Popen, str, Path]:
+    """The API over INDEX_DIR on a free loopback port, rate limit off (the tests' own launcher)."""
+    env = {"RAG_RATE_LIMIT_PER_MINUTE": "0", **({"RAG_EMBEDDER": embedder} if embedder else {})}
+    proc, base = start_server(index_dir, env, timeout=300)
+    return proc, base, Path(proc.log_path)  # type: ignore[attr-defined]
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -229,7 +196,7 @@ def main() -> None:
     proc = None
     log = None
     if a.serve:
-        proc, base, log = start_server(a.serve, a.embedder)
+        proc, base, log = serve(a.serve, a.embedder)
         pid = a.pid or proc.pid
     else:
         base, pid = a.url.rstrip("/"), a.pid

@@ -453,7 +453,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from rag.llm import LlamaServer
 
     log = tmp_path_factory.mktemp("llama") / "server.log"
-    srv = LlamaServer(gguf_path("0.5b"), port=free_port(), alias=MODELS["0.5b"].alias, log_path=log)
+    srv = LlamaServer(gguf_path("0.5b"), port=0, alias=MODELS["0.5b"].alias, log_path=log)
     srv.start(wait=180)
     try:
         yield srv.base_url

@@ -10,10 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +17,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from tests.conftest import start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -50,44 +48,13 @@ def web_index(seed_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def web_server(web_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    venv_py = ROOT / ".venv" / "bin" / "python"
-    python = str(venv_py) if venv_py.exists() else sys.executable
-    log = tmp_path_factory.mktemp("web-server") / "server.log"
-    env = {**os.environ, "RAG_INDEX_DIR": str(web_index), "RAG_LLM_BASE_URL": ""}  # no LLM: extractive
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([python, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+def web_server(web_index: Path) -> Iterator[str]:
+    proc, base = start_server(web_index, {"RAG_LLM_BASE_URL": ""}, timeout=120)  # no LLM: extractive
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready within 120 s:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
