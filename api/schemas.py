@@ -95,6 +95,9 @@ class AskResponse(BaseModel):
     answer: str = Field(..., description="Answer with [n] citation markers; empty when not answerable")
     answerable: bool
     message: str = Field("", description="Why there is no answer, in the language of the question")
+    short_answer: str = Field("", description="The bare answer span read from a cited sentence (\"45.8亿元\"); "
+                              "empty when none was found or not answerable")
+    short_citation: int | None = Field(None, description="The [n] of the citation the short answer was read from")
     citations: list[CitationOut]
     passages: list[Passage]
     mode: str = "extractive"
@@ -104,8 +107,8 @@ class AskResponse(BaseModel):
 
     @classmethod
     def from_answer(cls, a: Answer, took_ms: float = 0.0) -> AskResponse:
-        return cls(answer=a.text, answerable=a.answerable, message=a.message,
-                   citations=[CitationOut.from_citation(c) for c in a.citations],
+        return cls(answer=a.text, answerable=a.answerable, message=a.message, short_answer=a.short_answer,
+                   short_citation=a.short_citation, citations=[CitationOut.from_citation(c) for c in a.citations],
                    passages=[Passage.from_hit(h) for h in a.hits], mode=a.mode, warnings=a.warnings,
                    timings=a.timings, took_ms=round(took_ms, 2))
 

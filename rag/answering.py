@@ -102,7 +102,20 @@ def _llm_result(p: _Prepared, raw: str, embedder: Any) -> Answer:
             return _no_answer(p)
         return _degrade(p, "the LLM answer had no citation supported by the passages; "
                            "returned the extractive answer")
-    return _finish(Answer(v.text, True, v.citations, p.hits), p, "llm", v.warnings())
+    a = Answer(v.text, True, v.citations, p.hits)
+    _carry_short(p.base, a)
+    return _finish(a, p, "llm", v.warnings())
+
+
+def _carry_short(base: Answer, a: Answer) -> None:
+    """The extractive reader's short answer (rag/reader.py) goes with the LLM answer when the LLM cites the
+    passage it was read from (pointing at that citation); otherwise the LLM answered from elsewhere: none."""
+    src = next((c for c in base.citations if c.n == base.short_citation), None)
+    if not base.short_answer or src is None:
+        return
+    same = next((c for c in a.citations if c.hit.chunk.chunk_id == src.hit.chunk.chunk_id), None)
+    if same is not None:
+        a.short_answer, a.short_citation = base.short_answer, same.n
 
 
 def answer(pipeline: Any, query: str, top_k: int = 5, mode: Mode | str = "extractive", generator: Any = None,

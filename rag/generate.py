@@ -15,6 +15,7 @@ import jieba
 import numpy as np
 
 from embeddings.base import Embedder
+from rag.reader import read
 from rag.text import STOPWORDS, has_cjk, normalize
 from rag.types import Answer, Citation, Hit, Sentence
 
@@ -228,7 +229,29 @@ class ExtractiveGenerator:
             citations.append(Citation(n, h, s.text, s.start, s.end, True, round(float(sc), 4)))
             parts.append(f"{self.concise(query, qvec, s.text)}[{n}]")
         sep = "" if lang != "en" or has_cjk("".join(parts)) else " "
-        return Answer(sep.join(parts), True, citations, hits)
+        a = Answer(sep.join(parts), True, citations, hits)
+        self.add_short_answer(a, query, qvec, scored)
+        return a
+
+    def add_short_answer(self, a: Answer, query: str, qvec: np.ndarray,
+                         scored: list[tuple[float, Hit, Sentence, float]]) -> None:
+        """Set ``a.short_answer`` (rag/reader.py) and point it at its citation, adding one if needed."""
+        short = read(query, scored, query_terms(query), self.sentence_vectors, qvec)
+        if short is None:
+            return
+        key = (short.hit.chunk.chunk_id, short.sentence.start)
+        for c in a.citations:
+            if (c.hit.chunk.chunk_id, c.quote_start) == key:
+                a.short_citation = c.n
+                break
+        else:  # read from an uncited sentence: it joins the answer, cited, so every [n] stays in the text
+            same = next((c.n for c in a.citations if c.hit.chunk.chunk_id == short.hit.chunk.chunk_id), None)
+            n = same or max((c.n for c in a.citations), default=0) + 1
+            a.citations.append(Citation(n, short.hit, short.sentence.text, short.sentence.start,
+                                        short.sentence.end, True, short.score))
+            a.text += f"{short.sentence.text}[{n}]" if has_cjk(a.text) else f" {short.sentence.text}[{n}]"
+            a.short_citation = n
+        a.short_answer = short.text
 
 
 def _novel(clauses: list[str], terms: list[str]) -> int:

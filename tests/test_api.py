@@ -51,6 +51,10 @@ def test_ask_returns_cited_extractive_answer(server):
     a = r.json()
     assert a["answerable"] is True
     assert "1500万元" in a["answer"] and "[1]" in a["answer"]
+    # the bare answer span, read from a cited sentence
+    assert a["short_answer"] == "1500万元"
+    cited = {c["n"]: c for c in a["citations"]}
+    assert a["short_citation"] in cited and "1500" in cited[a["short_citation"]]["quote"]
     c = a["citations"][0]
     raw = _raw(c["doc_id"])
     assert re.sub(r"\s+", "", raw[c["quote_start"] : c["quote_end"]]) == re.sub(r"\s+", "", c["quote"])

@@ -15,13 +15,14 @@ from eval.data import load_seed_gold
 
 pytestmark = pytest.mark.integration
 
-FLOORS = {"hit@5": 0.95, "hit@1": 0.85, "contains": 0.55, "answerable_accuracy": 0.75, "refusal_accuracy": 0.8}
+FLOORS = {"hit@5": 0.95, "hit@1": 0.85, "contains": 0.55, "answerable_accuracy": 0.75, "refusal_accuracy": 0.8,
+          "short_f1": 0.55}
 
 
 @pytest.fixture(scope="module")
 def scores(seed_pipeline):
     ds = load_seed_gold()
-    hit1, hit5, contains, ans_ok, ref_ok = [], [], [], [], []
+    hit1, hit5, contains, ans_ok, ref_ok, short = [], [], [], [], [], []
     for it in ds.items:
         if it.answerable:
             hits, _ = seed_pipeline.search(it.query, 10)
@@ -33,10 +34,12 @@ def scores(seed_pipeline):
         if it.answerable:
             ans_ok.append(1.0 if a.answerable else 0.0)
             contains.append(M.contains_any(text, it.answers))
+            golds = [*it.answers, "；".join(it.answers)] if it.tags["type"] == "multi_fact" else it.answers
+            short.append(M.char_f1(a.short_answer, golds))
         else:
             ref_ok.append(0.0 if a.answerable else 1.0)
     return {"hit@1": M.mean(hit1), "hit@5": M.mean(hit5), "contains": M.mean(contains),
-            "answerable_accuracy": M.mean(ans_ok), "refusal_accuracy": M.mean(ref_ok)}
+            "answerable_accuracy": M.mean(ans_ok), "refusal_accuracy": M.mean(ref_ok), "short_f1": M.mean(short)}
 
 
 @pytest.mark.parametrize("metric", sorted(FLOORS))

@@ -140,6 +140,9 @@ def test_answer_with_citation_opens_highlighted_source(page: sync_api.Page, web_
 
     answer = page.locator("#answer .answer-text")
     expect(answer).to_contain_text("1500万元")
+    # the bare answer span above the explanation, with its citation marker
+    expect(page.locator("#answer .short-answer strong")).to_have_text("1500万元")
+    expect(page.locator("#answer .short-answer button.cite")).to_be_visible()
     cite = answer.locator("button.cite", has_text="[1]")
     expect(cite).to_be_visible()
     expect(page.locator("#passages li.passage").first).to_be_visible()

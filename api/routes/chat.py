@@ -78,7 +78,7 @@ def _content(a: Answer) -> str:
 
 def _extras(a: Answer) -> dict[str, Any]:
     return {"citations": [CitationOut.from_citation(c).model_dump() for c in a.citations],
-            "answerable": a.answerable, "mode": a.mode, "warnings": a.warnings}
+            "answerable": a.answerable, "short_answer": a.short_answer, "mode": a.mode, "warnings": a.warnings}
 
 
 @router.get("/models")

@@ -452,6 +452,11 @@
         el("p", { class: "refusal-msg" }, resp.message || "文档中没有找到这个问题的答案。"),
         el("p", { class: "muted" }, "下面列出的是检索到的最接近的段落，仅供参考，不构成回答。")));
     } else {
+      if (resp.short_answer) {
+        var sc = (resp.citations || []).filter(function (c) { return c.n === resp.short_citation; })[0];
+        box.append(el("p", { class: "short-answer" }, el("span", { class: "muted" }, "简答："),
+          el("strong", {}, resp.short_answer), sc ? " " : null, sc ? citationButton(sc) : null));
+      }
       box.append(el("p", { class: "answer-text" }, answerWithMarkers(resp.answer || "", resp.citations)));
       if (resp.citations && resp.citations.length) {
         box.append(el("h3", {}, "出处"));

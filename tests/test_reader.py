@@ -1,0 +1,60 @@
+"""The short-answer reader (rag/reader.py) on hand-made sentences: no model, no index."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.generate import query_terms
+from rag.reader import analyse, read
+from rag.types import Chunk, Hit, Sentence
+
+
+def ranked(*texts: str) -> list[tuple[float, Hit, Sentence, float]]:
+    """Sentences as ExtractiveGenerator.score returns them, best first, all in one chunk."""
+    sents, pos = [], 0
+    for t in texts:
+        sents.append(Sentence(t, pos, pos + len(t)))
+        pos += len(t)
+    chunk = Chunk(0, "d", "".join(texts), 0, pos, sentences=sents)
+    hit = Hit(chunk, 1.0, 1)
+    return [(1.0 - i * 0.1, hit, s, 0.9) for i, s in enumerate(sents)]
+
+
+@pytest.mark.parametrize("query, sentences, expected", [
+    # number with the unit the question asks for, not the question's own number
+    ("到2025年内蒙古储能装机将突破多少？", ["到2025年，内蒙古储能装机将突破2000万千瓦。"], "2000万千瓦"),
+    # the right context picks among several amounts: "[57.4%]的高新技术企业"
+    ("呼包鄂自主创新示范区集聚了全区多大比例的高新技术企业？",
+     ["呼包鄂自主创新示范区集聚了全区50%的科研机构、57.4%的高新技术企业、62.3%的高校。"], "57.4%"),
+    # the answer stands in the neighbouring sentence of the best-matching one
+    ("袁隆平院士团队在内蒙古示范推广的耐盐碱水稻亩产达到多少？",
+     ["这是袁隆平院士团队在内蒙古示范推广的耐盐碱水稻产量新高度。", "亩产715.3公斤！"], "715.3公斤"),
+    # open question: the gap between the question's left and right context
+    ("鄂爾多斯實驗室以哪些領域為主要科研方向？",
+     ["鄂爾多斯實驗室以可再生能源與現代煤化工為主要科研方向。"], "可再生能源與現代煤化工"),
+    # the wh-phrase's head noun belongs to the answer
+    ("内蒙古打造了哪个实验室？", ["内蒙古打造大青山实验室，服务新能源。"], "大青山实验室"),
+    # a date question wants a date, not another number
+    ("京蒙两地政府是什么时候签订框架协议的？", ["2023年6月，京蒙两地政府签订框架协议，共建36个平台。"], "2023年6月"),
+])
+def test_short_answer(query, sentences, expected):
+    a = read(query, ranked(*sentences), query_terms(query))
+    assert a is not None and a.text == expected
+
+
+def test_multi_fact_returns_each_asked_unit():
+    q = "累计建成了多少个创新平台、实施了多少项科技合作项目？"
+    a = read(q, ranked("已累计建成创新平台72个，实施科技合作项目436项。"), query_terms(q))
+    assert a is not None and a.text == "72个；436项"
+
+
+def test_nothing_fits_gives_none():
+    q = "项目总投资是多少？"
+    assert read(q, ranked("项目进展顺利，各方积极配合。"), query_terms(q)) is None
+
+
+def test_question_analysis():
+    assert analyse("什么时候开工？").kind == "date"
+    assert analyse("How much total investment does the project involve?").money
+    assert analyse("有多少名技术经纪人和科技特派员？").slots == 2
+    assert analyse("谁担任主任？").kind == "person"
