@@ -124,9 +124,14 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def _prune(versions: Path, keep: Path) -> None:
+    from rag.vectors import release, server_collection
+
     done = sorted(p for p in versions.iterdir() if not p.name.startswith("."))
+    kept = [p for p in done[-KEEP_VERSIONS:]] + [keep]
+    in_use = {c for c in map(server_collection, kept) if c}
     for old in done[:-KEEP_VERSIONS]:
         if old != keep:
+            release(old, in_use)  # a Milvus server collection is not in the folder: drop it too
             shutil.rmtree(old, ignore_errors=True)
     for stale in versions.glob(".tmp-*"):  # left by a crash mid-write
         if time.time() - stale.stat().st_mtime > 3600:

@@ -184,6 +184,39 @@ def test_milvus_server_uri_one_collection_per_version_and_alias(tmp_path, monkey
 
 
 @needs_milvus
+def test_pruned_versions_drop_their_server_collections(tmp_path, monkeypatch):
+    """rag.store._prune drops the Milvus server collection of a pruned version, not those still kept
+    (milvus-lite's own gRPC server on loopback stands in for a cluster)."""
+    from milvus_lite.adapter.grpc.server import start_server_in_thread
+
+    from rag.store import KEEP_VERSIONS, _prune
+
+    server, db, port = start_server_in_thread(str(tmp_path / "server.db"), host="127.0.0.1", port=0)
+    try:
+        monkeypatch.setenv("RAG_MILVUS_URI", f"http://127.0.0.1:{port}")
+        ids, x = _data()
+        versions = tmp_path / "versions"
+        names = []
+        for i in range(KEEP_VERSIONS + 2):
+            st = build_store("milvus", 32, ids[:50], x[:50], index_type="FLAT")
+            (versions / f"v{i}").mkdir(parents=True)
+            st.save(versions / f"v{i}")
+            names.append(st.collection)
+            client = st._client()
+        # an old version sharing the newest one's collection must not take it down
+        (versions / "v00").mkdir()
+        (versions / "v00" / "dense.json").write_text((versions / f"v{KEEP_VERSIONS + 1}" / "dense.json").read_text())
+        _prune(versions, keep=versions / f"v{KEEP_VERSIONS + 1}")
+        left = set(client.list_collections())
+        assert sorted(p.name for p in versions.iterdir()) == [f"v{i}" for i in range(2, KEEP_VERSIONS + 2)]
+        assert not {names[0], names[1]} & left, "pruned versions' collections were not dropped"
+        assert set(names[2:]) <= left, "a kept version lost its collection"
+    finally:
+        server.stop(grace=0)
+        db.close()
+
+
+@needs_milvus
 def test_milvus_lite_version_open_in_another_process_is_read_from_a_copy(tmp_path):
     from rag.vectors.milvus_store import MilvusStore
 

@@ -34,4 +34,38 @@ def load_store(folder: Path) -> VectorStore:
     return FaissStore.load(folder)
 
 
-__all__ = ["VectorStore", "FaissStore", "build_store", "load_store"]
+def server_collection(folder: Path) -> str | None:
+    """The Milvus *server* collection a version folder's vectors live in (None for files and milvus-lite)."""
+    import json
+
+    path = folder / "dense.json"
+    try:
+        meta = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return None
+    if meta.get("store") != "milvus":
+        return None
+    from rag.vectors.milvus_store import is_server_uri
+
+    return str(meta["collection"]) if is_server_uri(str(meta.get("uri", ""))) else None
+
+
+def release(folder: Path, keep: set[str]) -> None:
+    """Before a pruned version's folder is deleted: drop its Milvus server collection unless a kept version
+    still uses it (files and milvus-lite data go with the folder)."""
+    name = server_collection(folder)
+    if name is None or name in keep:
+        return
+    import logging
+
+    from rag.vectors.milvus_store import MilvusStore
+
+    try:
+        store = MilvusStore.load(folder)
+        store.drop()
+        store.close()
+    except Exception as e:  # noqa: BLE001 - pruning never fails an ingest; the collection stays, logged
+        logging.getLogger(__name__).warning("could not drop Milvus collection %s of %s: %s", name, folder, e)
+
+
+__all__ = ["VectorStore", "FaissStore", "build_store", "load_store", "release", "server_collection"]
