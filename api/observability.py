@@ -133,7 +133,7 @@ def instrument_pipeline(pipeline: Any, metrics: Metrics) -> None:
         if t is None:
             t = bound.arguments["timings"] = {}
         out = search(*bound.args, **bound.kwargs)
-        metrics.observe_stages(t, ("embed", "retrieve"))
+        metrics.observe_stages(t, ("embed", "retrieve", "rerank"))
         return out
 
     pipeline.search = timed_search

@@ -209,7 +209,13 @@ def install(dest: Path) -> Path:
         "files": {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
     }
     (tmp / "install.json").write_text(json.dumps(meta, indent=1))
-    # Atomic swap: the old folder is replaced only once the new one is complete.
+    replace_dir(tmp, dest)
+    logger.info("installed %s at %s", MODEL, dest)
+    return dest
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Atomic swap: the old folder is replaced only once the new one is complete."""
     if dest.exists():
         old = dest.with_name(dest.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -218,8 +224,6 @@ def install(dest: Path) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, dest)
-    logger.info("installed %s at %s", MODEL, dest)
-    return dest
 
 
 def verify(path: Path, full: bool = False) -> None:

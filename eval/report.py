@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLS = ["n", "hit@1", "hit@5", "recall@5", "recall@10", "mrr@10", "ndcg@10", "evidence@5", "ms_p50", "ms_p95"]
-ANS = ["n", "em", "f1", "contains", "cit_precision", "cit_recall", "answerable_accuracy", "refusal_accuracy",
+COLS = ["n", "hit@1", "hit@5", "recall@5", "recall@10", "mrr@10", "ndcg@10", "evidence@5", "ms_p50", "ms_p95",
+        "rerank_ms_p50", "rerank_ms_p95"]
+ANS = ["n", "em", "f1", "f1_answered", "f1_text", "contains", "cit_precision", "cit_recall", "answerable_accuracy",
+       "refusal_accuracy",
        "degraded", "ms_p50", "ms_p95", "llm_ms_p50", "llm_ms_p95"]
 
 
@@ -35,11 +37,17 @@ def write_report(metrics: dict[str, Any], rows: list[dict[str, Any]], out: Path)
                       if s != "hybrid" and v.get("recall@5")}
             if ratios:
                 lines += ["Hybrid Recall@5 ratio to: " + ", ".join(f"{s} {r:.3f}x" for s, r in ratios.items()), ""]
+            rr = ret.get("hybrid+rerank", {})
+            if rr:
+                lines += ["Rerank ratio to hybrid: " + ", ".join(f"{m} {rr.get(m, 0) / h[m]:.3f}x" for m in
+                                                                 ("hit@1", "recall@5", "mrr@10") if h.get(m)), ""]
             for s, v in ret.items():
                 if "by_lang" in v:
                     lines += [f"By language ({s}):", ""] + _table(v["by_lang"], COLS) + [""]
         if ans:
-            lines += ["Answers:", ""] + _table(ans, ANS) + [""]
+            lines += ["Answers (em / f1: the short answer span, character F1; f1_answered: over the questions "
+                      "answered; f1_text: the cited explanation; contains: a gold answer inside the explanation):",
+                      ""] + _table(ans, ANS) + [""]
             for s, v in ans.items():
                 if "by_lang" in v:
                     lines += [f"By language ({s}):", ""] + _table(v["by_lang"], ANS) + [""]
@@ -79,7 +87,7 @@ def _plots(metrics: dict[str, Any], out: Path) -> None:
     langs = sorted({lang for v in seed.values() for lang in v.get("by_lang", {})})
     if langs:
         fig, ax = plt.subplots(figsize=(7, 3.8))
-        systems = [s for s in ("bm25", "dense", "hybrid") if s in seed]
+        systems = [s for s in ("bm25", "dense", "hybrid", "hybrid+rerank") if s in seed]
         w = 0.8 / max(len(systems), 1)
         for i, s in enumerate(systems):
             vals = [seed[s]["by_lang"].get(lang, {}).get("hit@5", 0) for lang in langs]

@@ -2,7 +2,8 @@
 
 ``python -m eval.run [--limit N] [--full] [--out DIR] [--no-peer]`` writes DIR/metrics.json,
 DIR/per_query.jsonl, DIR/summary.md and PNG plots. Every system runs the same corpus, chunks,
-model and queries: BM25 only, dense only, hybrid (RRF) and a peer (txtai, same model).
+model and queries: BM25 only, dense only, hybrid (RRF), hybrid reranked by EmbeddingGemma-300m (when
+`make gemma` installed it, or ``--rerank gemma``) and a peer (txtai, same model).
 """
 
 from __future__ import annotations
@@ -41,24 +42,30 @@ def ranked_docs(hits: list[Any], k: int) -> list[str]:
     return out[:k]
 
 
-def make_pipeline(settings: Settings, embedder: Any, docs: list[Document], workdir: Path) -> Pipeline:
+def make_pipeline(settings: Settings, embedder: Any, docs: list[Document], workdir: Path,
+                  reranker: Any = None) -> Pipeline:
     build_index(workdir, docs, embedder, settings.chunk_size, settings.chunk_overlap, settings.batch_size)
-    return Pipeline(settings.model_copy(update={"index_dir": workdir}), embedder=embedder).load()
+    return Pipeline(settings.model_copy(update={"index_dir": workdir}), embedder=embedder, reranker=reranker).load()
 
 
 def retrieval_rows(p: Pipeline, ds: Dataset, modes: tuple[str, ...] = MODES) -> list[dict[str, Any]]:
+    """One row per query and system; a system ``MODE+rerank`` is MODE's hits through the reranker."""
     rows = []
     for it in ds.items:
         rel = ds.relevant.get(it.qid)
         if not rel:
             continue
-        for mode in modes:
+        for system in modes:
+            mode, rerank = system.removesuffix("+rerank"), system.endswith("+rerank")
+            timings: dict[str, float] = {}
             t = time.perf_counter()
-            hits, _ = p.search(it.query, 40, mode)
+            hits, _ = p.search(it.query, 40, mode, timings, rerank=rerank)
             ms = (time.perf_counter() - t) * 1000
             ranked = ranked_docs(hits, 20)
-            row = {"dataset": ds.name, "qid": it.qid, "lang": it.lang, "system": mode, "ms": ms,
+            row = {"dataset": ds.name, "qid": it.qid, "lang": it.lang, "system": system, "ms": ms,
                    "type": it.tags.get("type", ""), "top": ranked[:5]}
+            if "rerank_ms" in timings:
+                row["rerank_ms"] = timings["rerank_ms"]
             for k in KS:
                 row[f"recall@{k}"] = M.recall_at_k(ranked, rel, k)
                 row[f"hit@{k}"] = M.hit_at_k(ranked, rel, k)
@@ -78,9 +85,15 @@ def answer_row(ds: Dataset, it: QAItem, a: Answer, ms: float) -> dict[str, Any]:
                            "type": it.tags.get("type", ""), "gold_answerable": it.answerable,
                            "answerable": a.answerable, "ms": ms, "answer": pred[:300], **a.timings}
     if it.answerable and it.answers:
-        row.update(em=M.exact_match(pred, it.answers), f1=M.char_f1(pred, it.answers),
+        # em / f1 score the short answer (the bare span, CMRC convention); f1_text the cited explanation.
+        # A multi-fact question's answers are all required: their joined form is accepted too.
+        golds = [*it.answers, "；".join(it.answers)] if it.tags.get("type") == "multi_fact" else it.answers
+        row.update(em=M.exact_match(a.short_answer, golds), f1=M.char_f1(a.short_answer, golds),
+                   f1_text=M.char_f1(pred, golds), short=a.short_answer,
                    contains=M.contains_all(pred, it.answers) if it.tags.get("type") == "multi_fact"
                    else M.contains_any(pred, it.answers))
+        if a.answerable:
+            row["f1_answered"] = row["f1"]
         evidence = [it.evidence] if it.evidence else it.answers
         if it.tags.get("evidence_ids"):
             gold = set(json.loads(it.tags["evidence_ids"]))
@@ -206,7 +219,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k in rs[0] if k.startswith(("recall@", "hit@", "mrr", "ndcg", "evidence@"))]
-    keys += ["em", "f1", "contains", "cit_precision", "cit_recall", "degraded"]
+    keys += ["em", "f1", "f1_answered", "f1_text", "contains", "cit_precision", "cit_recall", "degraded"]
     agg: dict[str, Any] = {"n": len(rs)}
     for k in keys:
         vals = [r[k] for r in rs if k in r]
@@ -219,7 +232,7 @@ def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
             agg["answerable_accuracy"] = round(M.mean(1.0 if r["answerable"] else 0.0 for r in pos), 4)
         if neg:
             agg["refusal_accuracy"] = round(M.mean(0.0 if r["answerable"] else 1.0 for r in neg), 4)
-    for stage in ("ms", "embed_ms", "retrieve_ms", "generate_ms", "llm_ms"):
+    for stage in ("ms", "embed_ms", "retrieve_ms", "rerank_ms", "generate_ms", "llm_ms"):
         vals = [r[stage] for r in rs if stage in r]
         if vals:
             agg[f"{stage}_p50"] = round(M.percentile(vals, 50), 2)
@@ -229,10 +242,18 @@ def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from embeddings.factory import create_embedder, model_path
+    from embeddings.fetch_gemma import gemma_path, is_installed
+    from rag.rerank import create_reranker
 
     settings = Settings()
     embedder = create_embedder(settings.embedder, settings.models_dir, settings.model_name, settings.dtype,
                                settings.batch_size)
+    kind = args.rerank
+    if kind == "auto":
+        kind = "gemma" if is_installed(gemma_path(settings.models_dir)) else "none"
+        logger.info("reranker: %s (auto: %s)", kind, "installed" if kind != "none" else "`make gemma` to add it")
+    reranker = create_reranker(kind, settings.models_dir)  # one model shared by every set's pipeline
+    modes = MODES + ("hybrid+rerank",) if reranker is not None else MODES
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -242,8 +263,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # 1. Seed gold set over the seed documents.
         seed_docs, _ = load_path(ROOT / "seeds")
         seed = load_seed_gold()
-        p = make_pipeline(settings, embedder, seed_docs, Path(tmp) / "seed")
-        rows += retrieval_rows(p, seed)
+        p = make_pipeline(settings, embedder, seed_docs, Path(tmp) / "seed", reranker)
+        rows += retrieval_rows(p, seed, modes)
         rows += answer_rows(p, seed)
         llm_runs.append((p, seed, spread(seed.items, args.llm_limit)))
         # 2. CMRC2018 dev (simplified) and DRCD dev (traditional): corpus = all paragraphs.
@@ -252,14 +273,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             ds = loader(limit)
             docs = [Document(pid, text) for pid, text in ds.corpus.items()]
-            p = make_pipeline(settings, embedder, docs, Path(tmp) / name)
-            rows += retrieval_rows(p, ds)
+            p = make_pipeline(settings, embedder, docs, Path(tmp) / name, reranker)
+            rows += retrieval_rows(p, ds, modes)
             rows += answer_rows(p, ds, ds.items[: args.answer_limit])
             if not args.no_peer:
                 rows += peer_rows(ds, p, model_path(settings.models_dir, settings.model_name))
         # 3. RGB zh: noise robustness (positives + negatives) and negative rejection (negatives only).
         if "rgb" in args.sets:
-            rows += rgb_rows(settings, embedder, Path(tmp), args.rgb_limit, llm_runs, args.llm_limit)
+            rows += rgb_rows(settings, embedder, Path(tmp), args.rgb_limit, llm_runs, args.llm_limit, reranker)
         # 4. The same questions through the LLM generator (--llm / --llm-url), while the indexes exist.
         if args.llm or args.llm_url:
             rows += llm_rows(args, llm_runs)
@@ -275,7 +296,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int,
-             llm_runs: list[tuple[Pipeline, Dataset, list[QAItem]]], llm_limit: int) -> list[dict[str, Any]]:
+             llm_runs: list[tuple[Pipeline, Dataset, list[QAItem]]], llm_limit: int,
+             reranker: Any = None) -> list[dict[str, Any]]:
     ds = load_rgb(limit)
     used: set[str] = set()
     negs: set[str] = set()
@@ -287,8 +309,9 @@ def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int,
     for it in ds.items:
         it.tags["evidence_ids"] = json.dumps(sorted(ds.relevant[it.qid]))
     noisy = Dataset("rgb_noise", {k: ds.corpus[k] for k in used}, ds.items, ds.relevant)
-    p = make_pipeline(settings, embedder, [Document(k, ds.corpus[k]) for k in sorted(used)], tmp / "rgb")
-    rows = retrieval_rows(p, noisy, ("hybrid",)) + answer_rows(p, noisy)
+    p = make_pipeline(settings, embedder, [Document(k, ds.corpus[k]) for k in sorted(used)], tmp / "rgb", reranker)
+    modes = ("hybrid", "hybrid+rerank") if reranker is not None else ("hybrid",)
+    rows = retrieval_rows(p, noisy, modes) + answer_rows(p, noisy)
     llm_runs.append((p, noisy, spread(noisy.items, llm_limit)))
     # Negative rejection: the positives are gone, the answer must be a refusal.
     only_neg = [Document(k, ds.corpus[k]) for k in sorted(negs - set().union(*ds.relevant.values()))]
@@ -308,6 +331,8 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="all queries of every set")
     ap.add_argument("--no-peer", action="store_true", help="skip the txtai peer baseline")
     ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "rgb"])
+    ap.add_argument("--rerank", choices=["auto", "gemma", "none"], default="auto",
+                    help="hybrid+rerank rows: auto = when EmbeddingGemma is installed (`make gemma`)")
     ap.add_argument("--llm", choices=["0.5b", "1.5b"], help="also answer with the local Qwen GGUF (llama.cpp server "
                     "started here; `make llm-install` first)")
     ap.add_argument("--llm-url", default="", help="also answer with this OpenAI-compatible endpoint (…/v1)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,12 @@ class Settings(BaseSettings):
 
     rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum 1/(k + rank)")
     candidate_factor: int = Field(4, ge=1, description="Each retriever returns top_k * factor candidates")
+    rerank: Literal["none", "gemma"] = Field("none", description="none | gemma: rerank the fused top-N with "
+                                             "EmbeddingGemma-300m (`make gemma`; loaded with the index)")
+    rerank_top_n: int = Field(20, ge=2, le=200, description="Fused candidates the reranker scores")
+    rerank_fusion: Literal["bm25", "hybrid", "model"] = Field("bm25", description="bm25: RRF of BM25 rank and "
+                                                              "reranker rank | hybrid: of hybrid rank and "
+                                                              "reranker rank | model: reranker alone")
     max_query_chars: int = Field(1000, ge=10)
     max_top_k: int = Field(100, ge=1)
 

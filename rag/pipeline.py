@@ -1,4 +1,4 @@
-"""The query path: embed -> dense + BM25 -> RRF -> (rerank) -> cut k -> generate. Loaded once."""
+"""The query path: embed -> dense + BM25 -> RRF -> (rerank top-N) -> cut k -> generate. Loaded once."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rag import store
 from rag.config import Settings
 from rag.errors import InvalidInputError, NotFoundError
 from rag.generate import Calibration, ExtractiveGenerator
+from rag.rerank import Reranker, create_reranker, rerank_hits
 from rag.retrieve import MODES, hybrid
 from rag.store import IndexData
 from rag.types import Answer, Document, Filters, Hit
@@ -35,9 +36,11 @@ def bm25_idf(index: IndexData) -> dict[str, float]:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 reranker: Reranker | None = None) -> None:
         self.settings = settings
         self._embedder = embedder
+        self._reranker = reranker
         self.index: IndexData | None = None
         self.generator: ExtractiveGenerator | None = None
         self._lock = threading.Lock()
@@ -51,11 +54,20 @@ class Pipeline:
                                              s.torch_threads, s.query_backend)
         return self._embedder
 
+    @property
+    def reranker(self) -> Reranker | None:
+        """The one given, else the one ``settings.rerank`` names (None for ``none``); weights load in ``load``."""
+        if self._reranker is None and self.settings.rerank != "none":
+            self._reranker = create_reranker(self.settings.rerank, self.settings.models_dir)
+        return self._reranker
+
     def load(self) -> Pipeline:
         """Load model and the current index version (raises typed errors on mismatch/corruption)."""
         index = store.load(Path(self.settings.index_dir))
         store.check_model(index.manifest, self.embedder.name, self.embedder.dim)
         gen = ExtractiveGenerator(self.embedder, bm25_idf(index), index.size, Calibration.load())
+        if self.reranker is not None:  # at startup (the API lifespan), not on the first query
+            self.reranker.load()
         with self._lock:  # swap both at once; in-flight queries keep their old references
             self.index, self.generator = index, gen
         return self
@@ -86,8 +98,14 @@ class Pipeline:
         return np.array(ids, dtype=np.int64)
 
     def search(self, query: str, top_k: int = 5, mode: str = "hybrid", timings: dict[str, float] | None = None,
-               filters: Filters | None = None) -> tuple[list[Hit], np.ndarray | None]:
+               filters: Filters | None = None, rerank: bool | None = None) -> tuple[list[Hit], np.ndarray | None]:
+        """``rerank`` None follows ``settings.rerank``; True needs a reranker, False skips it."""
         q = self._check(query, top_k, mode)
+        use = self.settings.rerank != "none" if rerank is None else rerank
+        reranker = self.reranker if use else None
+        if use and reranker is None:
+            raise InvalidInputError("rerank requested but no reranker is configured: set RAG_RERANK=gemma")
+        n = max(top_k, self.settings.rerank_top_n) if reranker is not None else top_k
         index = self.index
         if index is None:
             raise store.IndexNotFoundError("index not loaded: run `rag ingest PATH`")
@@ -96,13 +114,17 @@ class Pipeline:
         t0 = time.perf_counter()
         qvec = self.embedder.encode_queries([q])[0] if mode != "bm25" else None
         t1 = time.perf_counter()
-        hits = hybrid(index, qvec, q, top_k, mode, self.settings.candidate_factor, self.settings.rrf_k, allowed)
+        hits = hybrid(index, qvec, q, n, mode, self.settings.candidate_factor, self.settings.rrf_k, allowed)
         if qvec is not None:
             for h in hits:  # a BM25-only hit still gets its cosine (for display and refusal)
                 if h.dense is None:
                     h.dense = float(index.dense.reconstruct(np.array([h.chunk.chunk_id]))[0] @ qvec)
         t2 = time.perf_counter()
         t["embed_ms"], t["retrieve_ms"] = (t1 - t0) * 1000, (t2 - t1) * 1000
+        if reranker is not None:
+            s = self.settings
+            hits = rerank_hits(reranker, q, hits, s.rerank_top_n, s.rerank_fusion, s.rrf_k)[:top_k]
+            t["rerank_ms"] = (time.perf_counter() - t2) * 1000
         return hits, qvec
 
     def ask(self, query: str, top_k: int = 5, filters: Filters | None = None) -> Answer:
