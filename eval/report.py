@@ -10,6 +10,7 @@ COLS = ["n", "hit@1", "hit@5", "recall@5", "recall@10", "mrr@10", "ndcg@10", "ev
 ANS = ["n", "em", "f1", "f1_answered", "f1_text", "contains", "cit_precision", "cit_recall", "answerable_accuracy",
        "refusal_accuracy",
        "degraded", "ms_p50", "ms_p95", "llm_ms_p50", "llm_ms_p95"]
+STAGES = ["n", *(f"{st}_ms_{q}" for st in ("embed", "retrieve", "rerank", "generate", "llm") for q in ("p50", "p95"))]
 
 
 def _table(rows: dict[str, dict[str, Any]], cols: list[str]) -> list[str]:
@@ -48,6 +49,8 @@ def write_report(metrics: dict[str, Any], rows: list[dict[str, Any]], out: Path)
             lines += ["Answers (em / f1: the short answer span, character F1; f1_answered: over the questions "
                       "answered; f1_text: the cited explanation; contains: a gold answer inside the explanation):",
                       ""] + _table(ans, ANS) + [""]
+            lines += ["Latency by stage (ms: query embedding, retrieval + fusion, rerank, answer generation, LLM):",
+                      ""] + _table(ans, STAGES) + [""]
             for s, v in ans.items():
                 if "by_lang" in v:
                     lines += [f"By language ({s}):", ""] + _table(v["by_lang"], ANS) + [""]
