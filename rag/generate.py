@@ -16,7 +16,7 @@ import jieba
 import numpy as np
 
 from embeddings.base import Embedder
-from rag.reader import read
+from rag.reader import _WH, analyse, read
 from rag.text import STOPWORDS, has_cjk, normalize
 from rag.types import Answer, Citation, Hit, Sentence
 
@@ -106,6 +106,22 @@ def query_terms(query: str) -> list[str]:
             and any(ch.isalnum() for ch in t)]
 
 
+# Words that frame a question rather than name its topic ("目前共有多少", "分别是", "担任什么职务"): a passage that
+# answers need not repeat them, so the answerability coverage leaves them out.
+_FRAME = frozenset("按照 根据 分别 各自 要 需要 现在 当前 如今 共有 一共 总共 总计 担任 大约 约 主要 具体 包括 "
+                   "哪几".split())
+
+
+def evidence_terms(query: str) -> list[str]:
+    """The query terms a passage answering it should hold: ``query_terms`` minus the frame words, the
+    wh-words and the wh-phrase's head noun ("担任什么[职务]", "哪所[院校]": the answer names it, the passage
+    need not), so coverage measures the topic the question is about, not its wording."""
+    q = analyse(query)
+    slot = q.right[: q.head] if q.head else ""
+    return [t for t in query_terms(query)
+            if t not in _FRAME and not _WH.search(t) and not (slot and t == slot)]
+
+
 def coverage(terms: list[str], text: str, idf: dict[str, float], max_idf: float) -> float:
     """IDF-weighted share of ``terms`` present in ``text``; unknown terms weigh the most."""
     if not terms:
@@ -142,7 +158,8 @@ class ExtractiveGenerator:
         if not cands:
             return [], 0.0
         terms = query_terms(query)
-        cov = max(coverage(terms, h.chunk.embed_text(), self.idf, self.max_idf) for h in hits[:3])
+        ev = evidence_terms(query)
+        cov = max(coverage(ev, h.chunk.embed_text(), self.idf, self.max_idf) for h in hits[:3])
         numeric = bool(_NUMERIC_Q.search(query))
         scored = []
         if has_cjk(query):
