@@ -44,14 +44,18 @@ DATE = re.compile(r"(?:\d{4}|[一二〇零][〇零一二三四五六七八九]{3
                   r"(?:\d{1,2}月(?:\d{1,2}日)?(?:上旬|中旬|下旬|底|初)?)?"
                   r"|\d{1,2}月\d{1,2}日|\d{1,2}月(?:上旬|中旬|下旬|底|初|份)")
 _WH = re.compile(r"什么时候|何时|哪一年|哪年|哪一天|哪天|多少|多大比例|多大|多长时间|多长|多高|多久|"
-                 r"几|什么|甚么|哪些|哪一个|哪一|哪个|哪家|哪所|哪位|哪项|哪种|哪类|哪条|哪座|"
+                 r"哪[两几二三四五]?[位个家所项种类条座名]|几|什么|甚么|哪些|哪一个|哪一|哪个|哪家|哪所|哪位|哪项|哪种|哪类|哪条|哪座|"
                  r"哪里|哪儿|哪|谁|何人|何种|何处|何地|为何|为什么|为甚么|如何|怎样|怎么")
 # Questions with no wh-word that end on the copula: "…成立的目的是?", "…称之为?"
 _OPEN_END = re.compile(r"(?:是|为|叫|叫做|称为|称之为|名为|在于)$")
 _DATE_Q = re.compile(r"什么时候|何时|哪一?年|哪一?天|几月|几号|日期|时间$|when|what year|which year|what date", re.I)
-_NUM_Q = re.compile(r"多少|几|多大|多长|多高|多久|比例|比重|百分之|how (many|much|long|large|big)|what percentage|"
+_NUM_Q = re.compile(r"多少|(?<!哪)几|多大|多长|多高|多久|比例|比重|百分之|how (many|much|long|large|big)|what percentage|"
                     r"what (?:\w+ ){0,3}(?:value|amount|capacity|number|total)|reach", re.I)
-_PERSON_Q = re.compile(r"谁|哪位|什么人|何人|\bwho\b", re.I)
+_PERSON_Q = re.compile(r"谁|哪[两几二三四五]?位|什么人|何人|\bwho\b", re.I)
+# Wh-words that stand for a place or thing on their own: what follows them is no head noun ("在哪里[下线]").
+_PRONOUN_WH = re.compile(r"哪里|哪儿|何处|何地|谁|何人|如何|怎样|怎么|为何|为什么|为甚么|何时|什么时候")
+# The head nouns of questions about a person's post: the post is written before the name ("常务副主席黄志强").
+_POST = ("职务", "职位", "职称", "身份", "头衔", "官职")
 _MULTI_Q = re.compile(r"分别|各(?:是|有|为|达)|以及|、.*多少|多少.*多少|多少[^，,？?]{1,12}[和与及、]")
 _MONEY_Q = re.compile(r"投资|资金|经费|金额|产值|收入|合同|奖金|补贴|资助|元|investment|fund|value|worth|cost|"
                       r"contract|yuan|money|budget", re.I)
@@ -94,9 +98,9 @@ def analyse(query: str) -> _Question:
         units += [u for rx, u in _EN_UNITS if rx.search(q)]
     m = _WH.search(q) if has_cjk(q) else None
     left, right = (q[: m.start()], q[m.end():]) if m else (q, "") if _OPEN_END.search(q) else ("", "")
-    slots = 2 if _MULTI_Q.search(q) or len(units) > 1 else 1
+    slots = 2 if _MULTI_Q.search(q) or len(units) > 1 or re.search(r"哪[两几二三四五]|哪些", q) else 1
     stripped = right.lstrip(_FILLER) if right[:1] in _FILLER and len(right) > 1 else right
-    head = _head_noun(right) if stripped == right else 0
+    head = _head_noun(right) if stripped == right and not (m and _PRONOUN_WH.fullmatch(m.group())) else 0
     return _Question(q, kind, units, bool(_MONEY_Q.search(q)), slots, left.rstrip("了着过") or left, stripped,
                      head, set(re.findall(r"\d+(?:\.\d+)?", q)))
 
@@ -189,8 +193,11 @@ def _typed(q: _Question, s: str) -> list[tuple[int, int]]:
         return [m.span() for m in DATE.finditer(s)]
     if q.kind == "number":
         out = []
+        ordinal = "第几" in q.text  # "排第几": the answer is an ordinal
         for m in NUMBER.finditer(s):
             t = m.group()
+            if ordinal and not t.startswith("第"):
+                continue
             if DATE.fullmatch(t) or (re.fullmatch(r"\d{4}年", t) and q.units != ["年"]):
                 continue  # a year is not an amount
             if not re.search(r"\d|[" + _CN_NUM + "]{2,}", t) and not re.search(_UNIT_RE, t):
@@ -243,12 +250,34 @@ def _terms_near(terms: Sequence[str], s: str, a: int, b: int) -> float:
     return best
 
 
-def _clean(t: str) -> str:
+def _clean(t: str, head: str = "") -> str:
     t = t.strip(_EDGE)
     for f in ("达到", "达", "为", "是", "共", "约", "了", "的"):
         if t.startswith(f) and len(t) > len(f) + 1:
             t = t[len(f):]
-    return t.strip(_EDGE)
+    for o, c in ("()", "（）", "《》", "“”"):  # an unclosed bracket opens an aside: "PET(常用食品饮料包装材料"
+        i = t.find(o)
+        if i > 0 and c not in t[i:]:
+            t = t[:i]
+    if head and t.endswith(head) and "的" in t[:-len(head)]:
+        t = t[t.rfind("的", 0, len(t) - len(head)) + 1:]  # "排名第二的[康奈尔大学]": the noun phrase asked for
+    t = t.strip(_EDGE)
+    return t if re.search(r"[0-9a-zA-Z\u3400-\u9fff]", t) else ""
+
+
+def _post(q: _Question, s: str) -> tuple[int, int] | None:
+    """"张三担任什么职务": Chinese news writes the post right before the name ("自治区常务副主席黄志强"), so the
+    answer is the 、-separated title that ends where the name starts."""
+    if not q.right.startswith(_POST):
+        return None
+    for a, b in _names(q.left):
+        name = q.left[a:b]
+        i = s.find(name)
+        if i > 0:
+            start = max(s.rfind(p, 0, i) for p in "，,。；;：:、（(") + 1
+            if 1 < i - start <= 25:
+                return start, i
+    return None
 
 
 def _sentences(ranked: Sequence[tuple[float, Hit, Sentence, float]], n: int,
@@ -300,9 +329,14 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
                 sc += 1.2 / (1.0 + edge / 3)
             sc += 0.5 * _terms_near(near, s, a, b)
             cands.append((sc, a, b))
+        post = _post(q, s) if cjk else None
+        if post:
+            cands.append((2.5, *post))
+        if gap and _clean(s[gap[0]:gap[1]]) in q.text:
+            gap = None  # the "gap" is the question's own words (its subject, met in another order)
         if not cands and not gap and q.kind == "open" and cjk:
             tail = _after_terms(q, s, near)
-            if tail:
+            if tail and _clean(s[tail[0]:tail[1]]) not in q.text:
                 cands.append((0.5, *tail))
         if not cands and gap and (q.kind != "number" or re.search(r"\d|[" + _CN_NUM + "]", s[gap[0]:gap[1]])):
             cands.append((1.0 + 0.2 * gap[2], gap[0], gap[1]))
@@ -314,7 +348,7 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
         picked = _pick_slots(q, s, cands)
         total = picked[0][0] - 1.5 * rank
         if best is None or total > best[0]:
-            best = (total, [_clean(src[a:b]) for _, a, b in picked], hit, sent)
+            best = (total, [_clean(src[a:b], q.right[: q.head]) for _, a, b in picked], hit, sent)
     if best is None:
         return None
     score, texts, hit, sent = best
@@ -325,8 +359,12 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
 
 
 def _pick_slots(q: _Question, s: str, cands: list[tuple[float, int, int]]) -> list[tuple[float, int, int]]:
-    if q.slots < 2 or q.kind not in ("number", "date"):
+    if q.slots < 2 or q.kind not in ("number", "date", "person"):
         return cands[:1]
+    if q.kind == "person":  # "哪两位院士": the names listed in the best one's clause
+        a, b = cands[0][1], cands[0][2]
+        lo, hi = max(s.rfind(p, 0, a) for p in "，,。；;") + 1, _clause_end(s, b)
+        return sorted((c for c in cands if lo <= c[1] and c[2] <= hi), key=lambda c: c[1])[:5]
     out: list[tuple[float, int, int]] = []
     wanted: list[str | None] = list(q.units) or [None, None]  # each asked unit, else any two
     for u in wanted:
