@@ -101,7 +101,9 @@ def analyse(query: str) -> _Question:
     slots = 2 if _MULTI_Q.search(q) or len(units) > 1 or re.search(r"哪[两几二三四五]|哪些", q) else 1
     stripped = right.lstrip(_FILLER) if right[:1] in _FILLER and len(right) > 1 else right
     head = _head_noun(right) if stripped == right and not (m and _PRONOUN_WH.fullmatch(m.group())) else 0
-    return _Question(q, kind, units, bool(_MONEY_Q.search(q)), slots, left.rstrip("了着过") or left, stripped,
+    left = left.rstrip("了着过") or left
+    left = re.sub(r"(?<=..)(?:达到|达|约为|约|共有|共|为|是|有)$", "", left)  # "亩产[达到]": passages drop the verb
+    return _Question(q, kind, units, bool(_MONEY_Q.search(q)), slots, left, stripped,
                      head, set(re.findall(r"\d+(?:\.\d+)?", q)))
 
 
