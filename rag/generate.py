@@ -159,7 +159,7 @@ class ExtractiveGenerator:
             return [], 0.0
         terms = query_terms(query)
         ev = evidence_terms(query)
-        cov = max(coverage(ev, h.chunk.embed_text(), self.idf, self.max_idf) for h in hits[:3])
+        cov = max(coverage(ev, h.chunk.embed_text(), self.idf, self.max_idf) for h in hits[: self.passages])
         numeric = bool(_NUMERIC_Q.search(query))
         scored = []
         if has_cjk(query):

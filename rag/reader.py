@@ -49,13 +49,15 @@ _WH = re.compile(r"什么时候|何时|哪一年|哪年|哪一天|哪天|多少|
 # Questions with no wh-word that end on the copula: "…成立的目的是?", "…称之为?"
 _OPEN_END = re.compile(r"(?:是|为|叫|叫做|称为|称之为|名为|在于)$")
 _DATE_Q = re.compile(r"什么时候|何时|哪一?年|哪一?天|几月|几号|日期|时间$|when|what year|which year|what date", re.I)
-_NUM_Q = re.compile(r"多少|(?<!哪)几|多大|多长|多高|多久|比例|比重|百分之|how (many|much|long|large|big)|what percentage|"
-                    r"what (?:\w+ ){0,3}(?:value|amount|capacity|number|total)|reach", re.I)
+_NUM_Q = re.compile(r"多少|(?<!哪)几|多大|多长|多高|多久|比例|比重|百分之|how (many|much|long|large|big)|"
+                    r"what percentage|what (?:\w+ ){0,3}(?:value|amount|capacity|number|total)|reach", re.I)
 _PERSON_Q = re.compile(r"谁|哪[两几二三四五]?位|什么人|何人|\bwho\b", re.I)
 # Wh-words that stand for a place or thing on their own: what follows them is no head noun ("在哪里[下线]").
 _PRONOUN_WH = re.compile(r"哪里|哪儿|何处|何地|谁|何人|如何|怎样|怎么|为何|为什么|为甚么|何时|什么时候")
 # The head nouns of questions about a person's post: the post is written before the name ("常务副主席黄志强").
 _POST = ("职务", "职位", "职称", "身份", "头衔", "官职")
+_TITLE = re.compile(r"(?:主任|主席|书记|厅长|局长|处长|科长|经理|院长|部长|教授|董事长|总监|委员|常委|市长|省长|"
+                    r"县长|旗长|盟长|校长|所长|主编|研究员|工程师|负责人|总裁|秘书长|会长|理事长|总经理|总工程师|首席科学家)")
 _MULTI_Q = re.compile(r"分别|各(?:是|有|为|达)|以及|、.*多少|多少.*多少|多少[^，,？?]{1,12}[和与及、]")
 _MONEY_Q = re.compile(r"投资|资金|经费|金额|产值|收入|合同|奖金|补贴|资助|元|investment|fund|value|worth|cost|"
                       r"contract|yuan|money|budget", re.I)
@@ -83,6 +85,7 @@ class _Question:
     money: bool
     slots: int  # answers asked for (multi-fact questions: 2)
     left: str  # the question left of its wh-word, trailing aspect particle dropped ("打造了" -> "打造")
+    bare: str  # ``left`` without a trailing light verb ("亩产达到" -> "亩产")
     right: str  # right of it, a leading function word dropped ("的高新技术企业" -> "高新技术企业")
     head: int  # length of the wh-phrase's head noun starting ``right`` ("哪个[实验室]"), 0 if none
     asked_numbers: set[str]
@@ -102,8 +105,9 @@ def analyse(query: str) -> _Question:
     stripped = right.lstrip(_FILLER) if right[:1] in _FILLER and len(right) > 1 else right
     head = _head_noun(right) if stripped == right and not (m and _PRONOUN_WH.fullmatch(m.group())) else 0
     left = left.rstrip("了着过") or left
-    left = re.sub(r"(?<=..)(?:达到|达|约为|约|共有|共|为|是|有)$", "", left)  # "亩产[达到]": passages drop the verb
-    return _Question(q, kind, units, bool(_MONEY_Q.search(q)), slots, left, stripped,
+    # "亩产[达到]多少": passages often drop the light verb; the anchor is tried with and without it
+    bare = re.sub(r"(?<=..)(?:达到|达|约为|约|共有|共|为|是|有|担任|现任|出任|成为)$", "", left)
+    return _Question(q, kind, units, bool(_MONEY_Q.search(q)), slots, left, bare, stripped,
                      head, set(re.findall(r"\d+(?:\.\d+)?", q)))
 
 
@@ -118,9 +122,13 @@ def _align(q: _Question, s: str) -> tuple[int, int, int, bool] | None:
     best: tuple[int, int, int, bool] | None = None
     left, right, head = q.left, q.right, q.head
     lefts = [(k, m.end()) for k in range(min(len(left), 12), 0, -1)
-             for m in re.finditer(re.escape(left[-k:]), s)] or [(0, 0)]
+             for m in re.finditer(re.escape(left[-k:]), s)]
+    if q.bare != left and not any(k >= 2 for k, _ in lefts):
+        lefts += [(k, m.end()) for k in range(min(len(q.bare), 12), 0, -1)
+                  for m in re.finditer(re.escape(q.bare[-k:]), s)]
+    lefts = lefts or [(0, 0)]
     for kl, lend in lefts:
-        if kl == 1 and left[-1] not in "以与和在向由从对给将把被为":
+        if kl == 1 and s[lend - 1] not in "以与和在向由从对给将把被为":
             continue  # one stray character is no anchor, bar the prepositions that frame an answer
         stop = _clause_end(s, lend)
         cand = (lend, stop, kl, False) if kl >= 2 else None
@@ -170,6 +178,35 @@ def _after_terms(q: _Question, s: str, terms: Sequence[str]) -> tuple[int, int] 
         return (start, b) if 0 < b - start <= 30 else None
     start = min(x for x, _ in spans) + a
     return (a, start) if 0 < start - a <= 30 else None
+
+
+def _uncovered(s: str, terms: Sequence[str]) -> tuple[int, int] | None:
+    """Open question whose words come in another order ("A与[哪个机构]联合研发B" / "A联合[X],研发出B"): in the
+    clause holding most of the question's words, the longest run of text between them that is none of them."""
+    covered = [False] * len(s)
+    for t in terms:
+        for m in re.finditer(re.escape(t), s):
+            covered[m.start():m.end()] = [True] * len(t)
+    best, key = None, (0, 0)
+    for c in re.finditer(r"[^,;。!?，；！？]+", s):
+        a, b = c.span()
+        n = sum(covered[a:b])
+        if n < 4:
+            continue
+        i = a
+        while i < b:
+            if covered[i]:
+                i += 1
+                continue
+            j = i
+            while j < b and not covered[j]:
+                j += 1
+            run = s[i:j].strip(_FILLER + _EDGE)
+            inner = i > a and j < b  # framed by question words on both sides
+            if 2 <= len(run) <= 25 and re.search(r"[\u3400-\u9fff0-9a-z]", run) and (n, inner, len(run)) > key:
+                best, key = (i, j), (n, inner, len(run))
+            i = j
+    return best
 
 
 def _head_noun(right: str) -> int:
@@ -261,6 +298,8 @@ def _clean(t: str, head: str = "") -> str:
         i = t.find(o)
         if i > 0 and c not in t[i:]:
             t = t[:i]
+    if head and t.endswith(head):  # "简耘科技、神州共享、亚信科技[3家科技型]": the count and the noun asked for
+        t = re.sub(rf"(?:等|共)?(?:\d+|[{_CN_NUM}]+)(?:{_UNIT_RE}){re.escape(head)}$", "", t) or t
     if head and t.endswith(head) and "的" in t[:-len(head)]:
         t = t[t.rfind("的", 0, len(t) - len(head)) + 1:]  # "排名第二的[康奈尔大学]": the noun phrase asked for
     t = t.strip(_EDGE)
@@ -269,16 +308,15 @@ def _clean(t: str, head: str = "") -> str:
 
 def _post(q: _Question, s: str) -> tuple[int, int] | None:
     """"张三担任什么职务": Chinese news writes the post right before the name ("自治区常务副主席黄志强"), so the
-    answer is the 、-separated title that ends where the name starts."""
+    answer is the 、-separated title ending in a post word and followed by a name the question holds."""
     if not q.right.startswith(_POST):
         return None
-    for a, b in _names(q.left):
-        name = q.left[a:b]
-        i = s.find(name)
-        if i > 0:
-            start = max(s.rfind(p, 0, i) for p in "，,。；;：:、（(") + 1
-            if 1 < i - start <= 25:
-                return start, i
+    for m in _TITLE.finditer(s):
+        e = m.end()
+        if any(len(s) >= e + k and s[e:e + k] in q.left for k in (3, 2, 4)):
+            start = max(s.rfind(p, 0, e) for p in "，,。；;：:、（(") + 1
+            if 1 < e - start <= 25:
+                return start, e
     return None
 
 
@@ -340,6 +378,10 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
             tail = _after_terms(q, s, near)
             if tail and _clean(s[tail[0]:tail[1]]) not in q.text:
                 cands.append((0.5, *tail))
+            else:
+                run = _uncovered(s, near)
+                if run:
+                    cands.append((0.3, *run))
         if not cands and gap and (q.kind != "number" or re.search(r"\d|[" + _CN_NUM + "]", s[gap[0]:gap[1]])):
             cands.append((1.0 + 0.2 * gap[2], gap[0], gap[1]))
         if not cands:

@@ -22,7 +22,8 @@ def ranked(*texts: str) -> list[tuple[float, Hit, Sentence, float]]:
 
 @pytest.mark.parametrize("query, sentences, expected", [
     # number with the unit the question asks for, not the question's own number
-    ("到2025年内蒙古储能装机将突破多少？", ["到2025年，内蒙古储能装机将突破2000万千瓦。"], "2000万千瓦"),
+    ("到2025年内蒙古储能装机将突破多少？",
+     ["到2025年，内蒙古储能装机将突破2000万千瓦。"], "2000万千瓦"),
     # the right context picks among several amounts: "[57.4%]的高新技术企业"
     ("呼包鄂自主创新示范区集聚了全区多大比例的高新技术企业？",
      ["呼包鄂自主创新示范区集聚了全区50%的科研机构、57.4%的高新技术企业、62.3%的高校。"], "57.4%"),
@@ -35,9 +36,38 @@ def ranked(*texts: str) -> list[tuple[float, Hit, Sentence, float]]:
     # the wh-phrase's head noun belongs to the answer
     ("内蒙古打造了哪个实验室？", ["内蒙古打造大青山实验室，服务新能源。"], "大青山实验室"),
     # a date question wants a date, not another number
-    ("京蒙两地政府是什么时候签订框架协议的？", ["2023年6月，京蒙两地政府签订框架协议，共建36个平台。"], "2023年6月"),
+    ("京蒙两地政府是什么时候签订框架协议的？",
+     ["2023年6月，京蒙两地政府签订框架协议，共建36个平台。"], "2023年6月"),
 ])
 def test_short_answer(query, sentences, expected):
+    a = read(query, ranked(*sentences), query_terms(query))
+    assert a is not None and a.text == expected
+
+
+@pytest.mark.parametrize("query, sentences, expected", [
+    # the post is written before the name
+    ("在发布会上介绍新政策的王立新担任什么职务？",
+     ["河北省科技厅党组成员、副厅长王立新表示，新政策下月实施。"], "副厅长"),
+    # 排第几 asks for an ordinal, not the count next to it
+    ("该市创新指数在全国120个城市中排第几？",
+     ["在全国120个城市中，该市创新指数排名第15位，较上年提升3位。"], "第15位"),
+    # 哪几家 names the entities, not their count; the count+noun tail is trimmed
+    ("该区从上海引入了哪几家生物医药企业？",
+     ["该区从上海引入甲乙制药、丙丁生物2家生物医药企业落户园区。"], "甲乙制药、丙丁生物"),
+    # 哪两位 lists both names
+    ("学院聘请了哪两位院士担任顾问？",
+     ["学院聘请院士李建国、赵明华担任顾问，指导学科建设。"], "李建国；赵明华"),
+    # 的-modifiers before the noun asked for are dropped; an unclosed aside is cut
+    ("他回国前在哪所大学任教？", ["他回国前在全美排名第三的斯坦福大学任教。"], "斯坦福大学"),
+    ("新材料替代了哪种包装材料？",
+     ["新材料替代了PET(常用饮料瓶材料，已在多家企业应用。"], "PET"),
+    # the question's light verb is missing from the passage ("亩产[达到]多少")
+    ("示范田玉米亩产达到多少？", ["据测产，示范田玉米亩产1250公斤。"], "1250公斤"),
+    # reordered open question: the run between the question's words that is none of them
+    ("甲公司与哪个机构联合研发了储热系统？",
+     ["甲公司联合中国科学院某研究所，研发出储热系统，已投入使用。"], "中国科学院某研究所"),
+])
+def test_short_answer_question_forms(query, sentences, expected):
     a = read(query, ranked(*sentences), query_terms(query))
     assert a is not None and a.text == expected
 
