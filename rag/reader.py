@@ -187,7 +187,8 @@ def _uncovered(s: str, terms: Sequence[str]) -> tuple[int, int] | None:
     for t in terms:
         for m in re.finditer(re.escape(t), s):
             covered[m.start():m.end()] = [True] * len(t)
-    best, key = None, (0, 0)
+    best: tuple[int, int] | None = None
+    key: tuple[int, bool, int] = (0, False, 0)
     for c in re.finditer(r"[^,;。!?，；！？]+", s):
         a, b = c.span()
         n = sum(covered[a:b])
