@@ -16,7 +16,7 @@ import jieba
 import numpy as np
 
 from embeddings.base import Embedder
-from rag.reader import _WH, analyse, read
+from rag.reader import _WH, ShortAnswer, analyse, fits_type, read
 from rag.text import STOPWORDS, has_cjk, normalize
 from rag.types import Answer, Citation, Hit, Sentence
 
@@ -35,10 +35,7 @@ def language(text: str) -> str:
     return "zh-Hant" if _t2s().convert(text) != text else "zh-Hans"
 
 
-# Questions asking for a number, amount, rank or date: their answer holds a digit or numeral.
-_NUMERIC_Q = re.compile(r"多少|几|多大|多长|多高|多久|比例|比重|排名|第几|百分之|何时|什么时候|哪年|哪一年|哪天|哪一天|"
-                        r"时间$|时间[？?]|日期|(?:出生|增长|死亡|失业|利用|覆盖|转化|增)率|"
-                        r"how (many|much|long|large|big)|what percentage|when|what year|which year|rank", re.I)
+_YEAR = re.compile(r"(?<!\d)((?:19|20)\d\d)(?!\d)")
 _NUMBER = re.compile(r"[0-9０-９]|[一二三四五六七八九十百千万亿两]+[个项家名人次年月日倍%]")
 # Number tokens for the answer-type check: digit runs, and Chinese numerals that count something.
 _NUM_TOKEN = re.compile(r"\d+(?:\.\d+)?|第[零〇一二三四五六七八九十百千]+|"
@@ -160,7 +157,7 @@ class ExtractiveGenerator:
         terms = query_terms(query)
         ev = evidence_terms(query)
         cov = max(coverage(ev, h.chunk.embed_text(), self.idf, self.max_idf) for h in hits[: self.passages])
-        numeric = bool(_NUMERIC_Q.search(query))
+        numeric = asks_number(query)
         scored = []
         if has_cjk(query):
             # Chinese questions: the question's own terms locate the answer sentence; the passage's
@@ -192,7 +189,7 @@ class ExtractiveGenerator:
         else:
             vecs = self.sentence_vectors(clauses)
             cos = (vecs @ qvec.reshape(-1)).tolist()
-        numeric = bool(_NUMERIC_Q.search(query)) and any(_NUMBER.search(t) for t in clauses)
+        numeric = asks_number(query) and any(_NUMBER.search(t) for t in clauses)
         score = [c + 0.1 * coverage(terms, t, self.idf, self.max_idf) + (0.03 if numeric and _NUMBER.search(t) else 0)
                  for c, t in zip(cos, clauses)]
         i = int(np.argmax(score))
@@ -225,7 +222,7 @@ class ExtractiveGenerator:
     def has_answer_type(self, query: str, scored: list[tuple[float, Hit, Sentence, float]], top: int = 3) -> bool:
         """A question asking for a number, amount, rank or date is answered only by a sentence carrying a
         number the question does not already hold (a passage restating the question is not an answer)."""
-        if not _NUMERIC_Q.search(query):
+        if not asks_number(query):
             return True
         asked = set(_NUM_TOKEN.findall(normalize(query)))
         return any(set(_NUM_TOKEN.findall(normalize(s.text))) - asked for _, _, s, _ in scored[:top])
@@ -237,6 +234,13 @@ class ExtractiveGenerator:
             return Answer("", False, [], hits, REFUSAL[lang])
         best = scored[0][0]
         if not self.answerable(query, float(scored[0][3]), cov) or not self.has_answer_type(query, scored):
+            return Answer("", False, [], hits, REFUSAL[lang])
+        if year_conflict(query, scored[0][1].chunk.embed_text()):
+            return Answer("", False, [], hits, REFUSAL[lang])
+        short = read(query, scored, query_terms(query), self.sentence_vectors, qvec)
+        if asks_number(query) and not fits_type(query, short.text if short else ""):
+            # a number or date was asked and none stands where the question's words point: the passages are
+            # about the topic but do not hold the answer (RGB negative rejection)
             return Answer("", False, [], hits, REFUSAL[lang])
         margin = 0.02 if not has_cjk(query) else 0.05
         chosen = [x for x in scored[: self.max_sentences] if x[0] >= best - margin]
@@ -250,15 +254,13 @@ class ExtractiveGenerator:
             parts.append(f"{self.concise(query, qvec, s.text)}[{n}]")
         sep = "" if lang != "en" or has_cjk("".join(parts)) else " "
         a = Answer(sep.join(parts), True, citations, hits)
-        self.add_short_answer(a, query, qvec, scored)
+        if short is not None:
+            self.add_short_answer(a, short)
         return a
 
-    def add_short_answer(self, a: Answer, query: str, qvec: np.ndarray,
-                         scored: list[tuple[float, Hit, Sentence, float]]) -> None:
+    @staticmethod
+    def add_short_answer(a: Answer, short: ShortAnswer) -> None:
         """Set ``a.short_answer`` (rag/reader.py) and point it at its citation, adding one if needed."""
-        short = read(query, scored, query_terms(query), self.sentence_vectors, qvec)
-        if short is None:
-            return
         key = (short.hit.chunk.chunk_id, short.sentence.start)
         for c in a.citations:
             if (c.hit.chunk.chunk_id, c.quote_start) == key:
@@ -272,6 +274,19 @@ class ExtractiveGenerator:
             a.text += f"{short.sentence.text}[{n}]" if has_cjk(a.text) else f" {short.sentence.text}[{n}]"
             a.short_citation = n
         a.short_answer = short.text
+
+
+def asks_number(query: str) -> bool:
+    """The question asks for an amount, count, rank or date (its answer holds a number)."""
+    return analyse(query).kind in ("number", "date")
+
+
+def year_conflict(query: str, passage: str) -> bool:
+    """The question dates itself ("2021年…") and the passage is about other years only: its figures answer
+    another year's question (RGB's distractors are last year's news). A passage naming no year passes."""
+    asked = set(_YEAR.findall(normalize(query)))
+    named = set(_YEAR.findall(normalize(passage)))
+    return bool(asked and named and not asked & named)
 
 
 def _novel(clauses: list[str], terms: list[str]) -> int:

@@ -48,7 +48,8 @@ _WH = re.compile(r"什么时候|何时|哪一年|哪年|哪一天|哪天|多少|
                  r"哪里|哪儿|哪|谁|何人|何种|何处|何地|为何|为什么|为甚么|如何|怎样|怎么")
 # Questions with no wh-word that end on the copula: "…成立的目的是?", "…称之为?"
 _OPEN_END = re.compile(r"(?:是|为|叫|叫做|称为|称之为|名为|在于)$")
-_DATE_Q = re.compile(r"什么时候|何时|哪一?年|哪一?天|几月|几号|日期|时间$|when|what year|which year|what date", re.I)
+_DATE_Q = re.compile(r"什么时候|何时|哪一?年|哪一?天|几月|几号|日期|(?<!多长)(?<!多少)时间$|"  # 多长时间: a duration
+                     r"when|what year|which year|what date", re.I)
 _NUM_Q = re.compile(r"多少|(?<!哪)几|多大|多长|多高|多久|比例|比重|百分之|how (many|much|long|large|big)|"
                     r"what percentage|what (?:\w+ ){0,3}(?:value|amount|capacity|number|total)|reach", re.I)
 _PERSON_Q = re.compile(r"谁|哪[两几二三四五]?位|什么人|何人|\bwho\b", re.I)
@@ -401,6 +402,19 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
     if not text:
         return None
     return ShortAnswer(text, hit, sent, "span" if q.kind == "open" else q.kind, round(score, 3))
+
+
+def fits_type(query: str, text: str) -> bool:
+    """``text`` is of the kind ``query`` asks for: a date for a date question, an amount (a number that is
+    not a bare year) for a number question; any text otherwise."""
+    q = analyse(query)
+    t = normalize(text)
+    if q.kind == "date":
+        return bool(DATE.search(t))
+    if q.kind == "number":
+        nums = [m.group() for m in NUMBER.finditer(t)]
+        return any(re.search(r"\d|[" + _CN_NUM + "]", n) and not re.fullmatch(r"(?:19|20)\d\d年?", n) for n in nums)
+    return True
 
 
 def _pick_slots(q: _Question, s: str, cands: list[tuple[float, int, int]]) -> list[tuple[float, int, int]]:

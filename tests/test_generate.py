@@ -20,3 +20,23 @@ def test_numeric_question_needs_a_number_the_question_lacks():
     # only the sentences that would be answered count (top 3), and non-numeric questions pass
     assert not g.has_answer_type(q, _scored("无", "无", "无", "共招录3.71万人。"))
     assert g.has_answer_type("百度推出的类ChatGPT是什么？", _scored("百度即将推出一款类似产品。"))
+
+
+def test_year_conflict_only_when_the_passage_names_other_years():
+    from rag.generate import year_conflict
+
+    assert year_conflict("2021年中国电影市场总票房是多少？", "2022年中国电影市场年度总票房为300.67亿元。")
+    assert not year_conflict("2021年中国电影市场总票房是多少？", "2021年全年总票房472.58亿元，2020年为204亿元。")
+    assert not year_conflict("2021年中国电影市场总票房是多少？", "今年全国电影总票房472.58亿元。")  # no year named
+    assert not year_conflict("中国电影市场总票房是多少？", "2022年总票房为300.67亿元。")  # the question names none
+
+
+def test_short_answer_must_fit_the_asked_type():
+    from rag.reader import fits_type
+
+    assert fits_type("2021年香港GDP增长了多少？", "6.4%")
+    assert not fits_type("2021年香港GDP增长了多少？", "香港人均GDP")  # no amount
+    assert not fits_type("2022年考研报名人数是多少", "2022")  # a bare year is no amount
+    assert fits_type("成果从实验室走向市场要多长时间？", "一两年、三五年")  # a duration, not a date
+    assert fits_type("会议什么时候闭幕？", "3月10日") and not fits_type("会议什么时候闭幕？", "北京")
+    assert fits_type("谁赢得了大选？", "工党")  # untyped kinds accept any text
