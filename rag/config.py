@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     candidate_factor: int = Field(4, ge=1, description="Each retriever returns top_k * factor candidates")
     rerank: Literal["none", "gemma"] = Field("none", description="none | gemma: rerank the fused top-N with "
                                              "EmbeddingGemma-300m (`make gemma`; loaded with the index)")
+    crosslingual: bool = Field(True, description="English questions: translate them into Chinese terms with "
+                               "CC-CEDICT for BM25 and sentence ranking (rag/crosslingual.py)")
     rerank_top_n: int = Field(20, ge=2, le=200, description="Fused candidates the reranker scores")
     rerank_fusion: Literal["bm25", "hybrid", "model"] = Field("bm25", description="bm25: RRF of BM25 rank and "
                                                               "reranker rank | hybrid: of hybrid rank and "

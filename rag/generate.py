@@ -35,6 +35,7 @@ def language(text: str) -> str:
     return "zh-Hant" if _t2s().convert(text) != text else "zh-Hans"
 
 
+XL_WEIGHT = 0.1  # translated-term coverage next to the sentence cosine (seed English questions: 0.05-0.1 equal)
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d\d)(?!\d)")
 _NUMBER = re.compile(r"[0-9０-９]|[一二三四五六七八九十百千万亿两]+[个项家名人次年月日倍%]")
 # Number tokens for the answer-type check: digit runs, and Chinese numerals that count something.
@@ -133,14 +134,22 @@ class ExtractiveGenerator:
     name = "extractive"
 
     def __init__(self, embedder: Embedder, idf: dict[str, float], n_docs: int,
-                 calibration: Calibration | None = None, max_sentences: int = 3, passages: int = 5) -> None:
+                 calibration: Calibration | None = None, max_sentences: int = 3, passages: int = 5,
+                 translate: Callable[[str], list[str]] | None = None) -> None:
         self.embedder = embedder
+        self.translate = translate  # English query -> Chinese terms (rag/crosslingual.py)
         self.sentence_vectors = SentenceVectors(embedder.encode_passages, embedder.dim)
         self.idf = idf
         self.max_idf = math.log(1 + (n_docs + 0.5) / 0.5)
         self.cal = calibration or Calibration()
         self.max_sentences = max_sentences
         self.passages = passages
+
+    def terms(self, query: str) -> list[str]:
+        """The query's words to look for in the text: its own, or for an English query its translation."""
+        if has_cjk(query):
+            return query_terms(query)
+        return self.translate(query) if self.translate is not None else []
 
     def score(self, query: str, qvec: np.ndarray,
               hits: list[Hit]) -> tuple[list[tuple[float, Hit, Sentence, float]], float]:
@@ -154,7 +163,7 @@ class ExtractiveGenerator:
                     cands.append((h, s))
         if not cands:
             return [], 0.0
-        terms = query_terms(query)
+        terms = self.terms(query)
         ev = evidence_terms(query)
         cov = max(coverage(ev, h.chunk.embed_text(), self.idf, self.max_idf) for h in hits[: self.passages])
         numeric = asks_number(query)
@@ -168,12 +177,14 @@ class ExtractiveGenerator:
                 bonus = 0.05 if numeric and _NUMBER.search(s.text) else 0.0
                 scored.append((lex + 0.5 * c + bonus, h, s, c))
         else:
-            # Cross-lingual questions share no terms with the text: sentence cosines decide.
+            # Cross-lingual questions share no words with the text: sentence cosines, plus the share of the
+            # question's dictionary translation the sentence holds.
             cands = [x for x in cands if x[0].rank <= 3]
             vecs = self.sentence_vectors([s.text for _, s in cands])
             for (h, s), c in zip(cands, (vecs @ qvec.reshape(-1)).tolist()):
                 bonus = 0.02 if numeric and _NUMBER.search(s.text) else 0.0
-                scored.append((c + bonus, h, s, c))
+                lex = coverage(terms, s.text, self.idf, self.max_idf) if terms else 0.0
+                scored.append((c + bonus + XL_WEIGHT * lex, h, s, c))
         scored.sort(key=lambda x: -x[0])
         return scored, cov
 
@@ -183,7 +194,7 @@ class ExtractiveGenerator:
         clauses = [m.group() for m in _CLAUSE.finditer(sentence)]
         if len(sentence) <= 40 or len(clauses) < 3:
             return sentence
-        terms = query_terms(query)
+        terms = self.terms(query)
         if has_cjk(query):
             cos = [0.0] * len(clauses)
         else:
@@ -237,7 +248,7 @@ class ExtractiveGenerator:
             return Answer("", False, [], hits, REFUSAL[lang])
         if year_conflict(query, scored[0][1].chunk.embed_text()):
             return Answer("", False, [], hits, REFUSAL[lang])
-        short = read(query, scored, query_terms(query), self.sentence_vectors, qvec)
+        short = read(query, scored, self.terms(query), self.sentence_vectors, qvec)
         if asks_number(query) and not fits_type(query, short.text if short else ""):
             # a number or date was asked and none stands where the question's words point: the passages are
             # about the topic but do not hold the answer (RGB negative rejection)

@@ -14,11 +14,13 @@ from embeddings.base import Embedder
 from embeddings.factory import create_embedder
 from rag import store
 from rag.config import Settings
+from rag.crosslingual import Translator, create_translator
 from rag.errors import InvalidInputError, NotFoundError
 from rag.generate import Calibration, ExtractiveGenerator
 from rag.rerank import Reranker, create_reranker, rerank_hits
 from rag.retrieve import MODES, hybrid
 from rag.store import IndexData
+from rag.text import has_cjk
 from rag.types import Answer, Document, Filters, Hit
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Pipeline:
         self._reranker = reranker
         self.index: IndexData | None = None
         self.generator: ExtractiveGenerator | None = None
+        self.translator: Translator | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # one writer at a time; readers never wait on it
 
@@ -65,11 +68,13 @@ class Pipeline:
         """Load model and the current index version (raises typed errors on mismatch/corruption)."""
         index = store.load(Path(self.settings.index_dir))
         store.check_model(index.manifest, self.embedder.name, self.embedder.dim)
-        gen = ExtractiveGenerator(self.embedder, bm25_idf(index), index.size, Calibration.load())
+        idf = bm25_idf(index)
+        translator = create_translator(idf) if self.settings.crosslingual else None
+        gen = ExtractiveGenerator(self.embedder, idf, index.size, Calibration.load(), translate=translator)
         if self.reranker is not None:  # at startup (the API lifespan), not on the first query
             self.reranker.load()
         with self._lock:  # swap both at once; in-flight queries keep their old references
-            self.index, self.generator = index, gen
+            self.index, self.generator, self.translator = index, gen, translator
         return self
 
     @property
@@ -114,7 +119,9 @@ class Pipeline:
         t0 = time.perf_counter()
         qvec = self.embedder.encode_queries([q])[0] if mode != "bm25" else None
         t1 = time.perf_counter()
-        hits = hybrid(index, qvec, q, n, mode, self.settings.candidate_factor, self.settings.rrf_k, allowed)
+        translator = self.translator
+        lex_terms = translator(q) if translator is not None and not has_cjk(q) else None
+        hits = hybrid(index, qvec, q, n, mode, self.settings.candidate_factor, self.settings.rrf_k, allowed, lex_terms)
         if qvec is not None:
             for h in hits:  # a BM25-only hit still gets its cosine (for display and refusal)
                 if h.dense is None:

@@ -59,12 +59,15 @@ def rrf(rankings: Sequence[Ranked], k: int = 60) -> dict[int, float]:
 
 
 def hybrid(index: IndexData, qvec: np.ndarray | None, query: str, top_k: int, mode: str = "hybrid",
-           candidate_factor: int = 4, rrf_k: int = 60, allowed: np.ndarray | None = None) -> list[Hit]:
-    """Retrieve ``top_k`` chunks; each retriever contributes ``top_k * candidate_factor`` candidates."""
+           candidate_factor: int = 4, rrf_k: int = 60, allowed: np.ndarray | None = None,
+           lex_terms: list[str] | None = None) -> list[Hit]:
+    """Retrieve ``top_k`` chunks; each retriever contributes ``top_k * candidate_factor`` candidates.
+    ``lex_terms``: BM25 query terms other than the query's own (an English query's Chinese translation)."""
     k0 = max(top_k * candidate_factor, 20)
     use_dense = mode in ("hybrid", "dense") and qvec is not None
     dense = dense_search(index, qvec, k0, allowed) if use_dense and qvec is not None else None
-    lex = bm25_search(index, tokenize(query), k0, allowed) if mode in ("hybrid", "bm25") else None
+    tokens = tokenize(query) + [t for term in lex_terms or [] for t in tokenize(term)]
+    lex = bm25_search(index, tokens, k0, allowed) if mode in ("hybrid", "bm25") else None
     dmap = dict(zip(dense.ids.tolist(), dense.scores.tolist())) if dense is not None else {}
     bmap = dict(zip(lex.ids.tolist(), lex.scores.tolist())) if lex is not None else {}
     if mode == "dense":
