@@ -102,9 +102,10 @@ def test_cached_vectors_equal_fresh_ones_and_lru_evicts(gemma: BiEncoderReranker
     assert len(small._cache) == 3 and small.misses == 4
 
 
-# Seed gold questions (English, cross-lingual) whose gold document hybrid (e5-small) ranks second or lower;
-# reranked with EmbeddingGemma it comes first.
-LIFTED = ("s067", "s071", "s074")
+# Seed gold questions (English, cross-lingual) whose gold document hybrid (e5-small + translated BM25) ranks
+# second or lower; reranked with EmbeddingGemma it comes first. (s067 and s074 were lifted too until the
+# dictionary translation let hybrid rank them first by itself.)
+LIFTED = ("s071",)
 
 
 def test_rerank_lifts_gold_to_first(gemma: BiEncoderReranker, seed_pipeline) -> None:  # type: ignore[no-untyped-def]
