@@ -15,6 +15,8 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
 
 from rag.text import STOPWORDS, normalize
 
@@ -47,7 +49,7 @@ def cedict_entries() -> Iterator[dict]:
 
 def create_translator(vocab: Iterable[str]) -> Translator | None:
     try:
-        return Translator(vocab, cedict_entries())
+        return Translator(vocab)
     except ImportError as e:  # the dictionary package is a dependency; a broken install degrades, not fails
         logger.warning("cross-lingual query translation off: %s", e)
         return None
@@ -73,41 +75,60 @@ def _stem(w: str) -> str:
     return w
 
 
-class Translator:
-    """English -> Chinese terms, restricted to a vocabulary (the BM25 index's, so every term can match)."""
+@dataclass(frozen=True)
+class Dictionary:
+    """CC-CEDICT reduced to what translation needs: each Chinese word's English gloss keys (normalised,
+    stemmed) and each character's pinyin. Built once per process (~1 s); every index version's
+    Translator is then a pass over its vocabulary (an upload re-loads the index: that must stay cheap)."""
 
-    def __init__(self, vocab: Iterable[str], entries: Iterable[dict] | None = None, max_senses: int = 3) -> None:
-        if entries is None:
-            entries = cedict_entries()
-        self.vocab = {normalize(v) for v in vocab if v}
-        self.max_senses = max_senses
-        self.gloss: dict[str, set[str]] = defaultdict(set)  # english phrase -> chinese words in vocab
+    keys: dict[str, str]  # word -> its gloss keys joined by "|" (one string per word: ~4x less memory)
+    char_pinyin: dict[str, str]
+
+    @classmethod
+    def build(cls, entries: Iterable[dict]) -> Dictionary:
+        keys: dict[str, set[str]] = defaultdict(set)
         char_pinyin: dict[str, str] = {}
         for e in entries:
             zh = e["simplified"]
             if len(zh) == 1 and zh not in char_pinyin:
                 char_pinyin[zh] = _TONES.sub("", e["pinyin"]).replace("u:", "v").lower()
-            if zh not in self.vocab:
-                continue
             for full in e["definitions"]:
                 name = _NAME.match(full)  # "Baotou prefecture-level city in Inner Mongolia" -> "baotou"
                 if name:
-                    self.gloss[" ".join(_stem(w) for w in _WORD.findall(name.group().lower()))].add(zh)
-                for d in _PAREN.sub("", full).lower().split(",")[:1]:  # "Tsinghua University, Beijing"
-                    d = d.strip()
-                    if not d or _SKIP.match(d):
-                        continue
-                    for lead in _LEAD:
-                        if d.startswith(lead):
-                            d = d[len(lead):]
-                    k = " ".join(_stem(w) for w in _WORD.findall(d))
-                    if k and len(k.split()) <= 4:
-                        self.gloss[k].add(zh)
+                    keys[zh].add(" ".join(_stem(w) for w in _WORD.findall(name.group().lower())))
+                d = _PAREN.sub("", full).lower().split(",")[0].strip()  # "Tsinghua University, Beijing"
+                if not d or _SKIP.match(d):
+                    continue
+                for lead in _LEAD:
+                    if d.startswith(lead):
+                        d = d[len(lead):]
+                k = " ".join(_stem(w) for w in _WORD.findall(d))
+                if k and len(k.split()) <= 4:
+                    keys[zh].add(k)
+        return cls({zh: "|".join(sorted(v)) for zh, v in keys.items()}, char_pinyin)
+
+
+@lru_cache(maxsize=1)
+def cedict() -> Dictionary:
+    return Dictionary.build(cedict_entries())
+
+
+class Translator:
+    """English -> Chinese terms, restricted to a vocabulary (the BM25 index's, so every term can match)."""
+
+    def __init__(self, vocab: Iterable[str], entries: Iterable[dict] | None = None, max_senses: int = 3) -> None:
+        dic = cedict() if entries is None else Dictionary.build(entries)
+        self.vocab = {normalize(v) for v in vocab if v}
+        self.max_senses = max_senses
+        self.gloss: dict[str, set[str]] = defaultdict(set)  # english phrase -> chinese words in vocab
         # pinyin of every CJK vocabulary word, for names the dictionary does not list
         self.pinyin: dict[str, set[str]] = defaultdict(set)
         for w in self.vocab:
-            if len(w) >= 2 and all(ch in char_pinyin for ch in w):
-                self.pinyin["".join(char_pinyin[ch] for ch in w)].add(w)
+            for k in dic.keys.get(w, "").split("|"):
+                if k:
+                    self.gloss[k].add(w)
+            if len(w) >= 2 and all(ch in dic.char_pinyin for ch in w):
+                self.pinyin["".join(dic.char_pinyin[ch] for ch in w)].add(w)
 
     def __call__(self, query: str) -> list[str]:
         """Chinese terms for ``query`` (longest phrases first); [] when nothing is found."""

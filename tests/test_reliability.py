@@ -518,8 +518,7 @@ def test_concurrent_uploads_while_serving_queries(write_server: Server) -> None:
                     errors.append(f"upload {i}: {r.status_code} {r.text[:200]}")
                 else:
                     uploads.append(r.json())
-                if stop.is_set():
-                    break
+        stop.set()  # the reader searches until every upload is in
 
     questions = ["呼和浩特市2023年科技创新发展指数排名第几？", "“青城之光”的运算速度是多少？", SEED_Q,
                  "內蒙古打造了多少個產業集群？", "科技创新倍增计划"]
@@ -527,7 +526,9 @@ def test_concurrent_uploads_while_serving_queries(write_server: Server) -> None:
 
     def reader() -> None:
         with httpx.Client(timeout=60) as c:
-            for i in range(100):  # bounded: 100 searches
+            for i in range(1000):  # bounded: at least 100 searches, on until the writer is done
+                if i >= 100 and stop.is_set():
+                    break
                 q = questions[i % len(questions)]
                 mode = ("hybrid", "dense", "bm25")[i % 3]
                 r = c.post(base + "/v1/search", json={"query": q, "top_k": 5, "mode": mode})
@@ -548,9 +549,8 @@ def test_concurrent_uploads_while_serving_queries(write_server: Server) -> None:
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
     for t in threads:
         t.start()
-    threads[1].join(timeout=300)
-    stop.set()
     threads[0].join(timeout=300)
+    threads[1].join(timeout=300)
     assert not any(t.is_alive() for t in threads), "a client thread hung"
     assert not errors, errors[:10]
     assert len(uploads) == 6 and any(u["replaced"] for u in uploads)
