@@ -61,10 +61,6 @@ has have had will would can could should may might total currently now according
 over under up down out new more most less least also only just such other any all each some no not""".split())
 
 
-def _key(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower()))
-
-
 def _stem(w: str) -> str:
     if len(w) > 4 and w.endswith("ies"):
         return w[:-3] + "y"
@@ -129,9 +125,14 @@ class Translator:
                     self.gloss[k].add(w)
             if len(w) >= 2 and all(ch in dic.char_pinyin for ch in w):
                 self.pinyin["".join(dic.char_pinyin[ch] for ch in w)].add(w)
+        # one ask translates its query for BM25, sentence ranking, clause choice and the reader: once
+        self._cached = lru_cache(maxsize=4096)(self._translate)
 
     def __call__(self, query: str) -> list[str]:
         """Chinese terms for ``query`` (longest phrases first); [] when nothing is found."""
+        return list(self._cached(query))
+
+    def _translate(self, query: str) -> tuple[str, ...]:
         raw = re.findall(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*", re.sub(r"'s\b", "", query))
         words = [_stem(w.lower()) for w in raw]
         out: list[str] = []
@@ -151,4 +152,4 @@ class Translator:
                 if found:
                     out += [z for z in found if z not in out and z not in STOPWORDS and (len(z) > 1 or z.isdigit())]
                     used[i:i + n] = [True] * n
-        return out
+        return tuple(out)

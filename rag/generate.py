@@ -9,14 +9,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import jieba
 import numpy as np
 
 from embeddings.base import Embedder
-from rag.reader import _WH, ShortAnswer, analyse, fits_type, read
+from rag.reader import WH, ShortAnswer, analyse, fits_type, read
 from rag.text import STOPWORDS, has_cjk, normalize
 from rag.types import Answer, Citation, Hit, Sentence
 
@@ -100,8 +101,13 @@ class Generator(Protocol):
 
 
 def query_terms(query: str) -> list[str]:
-    return [t for t in dict.fromkeys(jieba.lcut(normalize(query))) if t.strip() and t not in STOPWORDS
-            and any(ch.isalnum() for ch in t)]
+    return list(_query_terms(query))
+
+
+@lru_cache(maxsize=4096)
+def _query_terms(query: str) -> tuple[str, ...]:  # score, concise, evidence_terms and the reader all ask
+    return tuple(t for t in dict.fromkeys(jieba.lcut(normalize(query))) if t.strip() and t not in STOPWORDS
+                 and any(ch.isalnum() for ch in t))
 
 
 # Words that frame a question rather than name its topic ("目前共有多少", "分别是", "担任什么职务"): a passage that
@@ -117,7 +123,7 @@ def evidence_terms(query: str) -> list[str]:
     q = analyse(query)
     slot = q.right[: q.head] if q.head else ""
     return [t for t in query_terms(query)
-            if t not in _FRAME and not _WH.search(t) and not (slot and t == slot)]
+            if t not in _FRAME and not WH.search(t) and not (slot and t == slot)]
 
 
 def coverage(terms: list[str], text: str, idf: dict[str, float], max_idf: float) -> float:
@@ -244,14 +250,8 @@ class ExtractiveGenerator:
         if not scored:
             return Answer("", False, [], hits, REFUSAL[lang])
         best = scored[0][0]
-        if not self.answerable(query, float(scored[0][3]), cov) or not self.has_answer_type(query, scored):
-            return Answer("", False, [], hits, REFUSAL[lang])
-        if year_conflict(query, scored[0][1].chunk.embed_text()):
-            return Answer("", False, [], hits, REFUSAL[lang])
-        short = read(query, scored, self.terms(query), self.sentence_vectors, qvec)
-        if asks_number(query) and not fits_type(query, short.text if short else ""):
-            # a number or date was asked and none stands where the question's words point: the passages are
-            # about the topic but do not hold the answer (RGB negative rejection)
+        short = self.supported(query, qvec, scored, cov)
+        if short is False:
             return Answer("", False, [], hits, REFUSAL[lang])
         margin = 0.02 if not has_cjk(query) else 0.05
         chosen = [x for x in scored[: self.max_sentences] if x[0] >= best - margin]
@@ -268,6 +268,23 @@ class ExtractiveGenerator:
         if short is not None:
             self.add_short_answer(a, short)
         return a
+
+    def supported(self, query: str, qvec: np.ndarray, scored: list[tuple[float, Hit, Sentence, float]],
+                  cov: float) -> ShortAnswer | None | Literal[False]:
+        """Whether the ranked sentences support an answer: False to refuse, else the short answer (or None).
+
+        In order, cheapest first: the fitted evidence thresholds (cosine, topic coverage); a number/date
+        question needs a sentence with a new number; a dated question, a passage of that year; and a
+        number/date question, a number or date where the reader says its words point (RGB's distractors
+        are about the topic but do not hold the answer)."""
+        if not self.answerable(query, float(scored[0][3]), cov) or not self.has_answer_type(query, scored):
+            return False
+        if year_conflict(query, scored[0][1].chunk.embed_text()):
+            return False
+        short = read(query, scored, self.terms(query), self.sentence_vectors, qvec)
+        if asks_number(query) and not fits_type(query, short.text if short else ""):
+            return False
+        return short
 
     @staticmethod
     def add_short_answer(a: Answer, short: ShortAnswer) -> None:

@@ -43,7 +43,7 @@ NUMBER = re.compile(
 DATE = re.compile(r"(?:\d{4}|[一二〇零][〇零一二三四五六七八九]{3})年"
                   r"(?:\d{1,2}月(?:\d{1,2}日)?(?:上旬|中旬|下旬|底|初)?)?"
                   r"|\d{1,2}月\d{1,2}日|\d{1,2}月(?:上旬|中旬|下旬|底|初|份)")
-_WH = re.compile(r"什么时候|何时|哪一年|哪年|哪一天|哪天|多少|多大比例|多大|多长时间|多长|多高|多久|"
+WH = re.compile(r"什么时候|何时|哪一年|哪年|哪一天|哪天|多少|多大比例|多大|多长时间|多长|多高|多久|"
                  r"哪[两几二三四五]?[位个家所项种类条座名]|几|什么|甚么|哪些|哪一个|哪一|哪个|哪家|哪所|哪位|哪项|哪种|哪类|哪条|哪座|"
                  r"哪里|哪儿|哪|谁|何人|何种|何处|何地|为何|为什么|为甚么|如何|怎样|怎么")
 # Questions with no wh-word that end on the copula: "…成立的目的是?", "…称之为?"
@@ -100,7 +100,7 @@ def analyse(query: str) -> _Question:
     units = [m.group(1) for m in re.finditer(rf"(?:多少|几)({_UNIT_RE})", q)]
     if not has_cjk(q):
         units += [u for rx, u in _EN_UNITS if rx.search(q)]
-    m = _WH.search(q) if has_cjk(q) else None
+    m = WH.search(q) if has_cjk(q) else None
     left, right = (q[: m.start()], q[m.end():]) if m else (q, "") if _OPEN_END.search(q) else ("", "")
     slots = 2 if _MULTI_Q.search(q) or len(units) > 1 or re.search(r"哪[两几二三四五]|哪些", q) else 1
     stripped = right.lstrip(_FILLER) if right[:1] in _FILLER and len(right) > 1 else right
