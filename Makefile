@@ -8,7 +8,7 @@ INDEX   ?= data/index
 SEEDS   ?= seeds
 STAMP   := $(VENV)/.installed
 
-.PHONY: install model gemma index run serve test test-fast lint eval bench clean browser load soak
+.PHONY: install model gemma index run serve test test-fast lint eval bench clean browser load soak screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,6 +50,9 @@ browser: install
 test: model browser
 	# pytest exit 5 = no tests collected: say so, and fail
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo 'pytest collected no tests'; exit $$rc
+
+screenshots: model browser  ## refresh docs/screenshot-*.png from the browser tests
+	RAG_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_web.py
 
 test-fast: install
 	$(BIN)/pytest -q -m "not integration"
