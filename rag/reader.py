@@ -52,6 +52,13 @@ _DATE_Q = re.compile(r"什么时候|何时|哪一?年|哪一?天|几月|几号|�
                      r"when|what year|which year|what date", re.I)
 _NUM_Q = re.compile(r"多少|(?<!哪)几|多大|多长|多高|多久|比例|比重|百分之|how (many|much|long|large|big)|"
                     r"what percentage|what (?:\w+ ){0,3}(?:value|amount|capacity|number|total)|reach", re.I)
+# A question with no wh-word that names a quantity ("2022年特斯拉交付量") asks for a number.
+_QTY_END = re.compile(r"(?:量|人数|数量|总数|次数|票房|营收|收入|金额|总额|产值|规模|增速|增长率|价格|售价|gdp)$")
+# A rate or a head count asked for: the amount must carry a matching unit ("增长率" -> %, "人数" -> 人).
+_RATE_Q = re.compile(r"增长率|增速|增幅|涨幅|降幅|比例|比重|占比|百分之|百分比|percentage|\brate\b", re.I)
+_RATE_A = re.compile(r"%|％|百分点|百分之|成|倍|‰")
+_PEOPLE_Q = re.compile(r"人数|人次|多少人|几人|多少名|多少位")
+_PEOPLE_A = re.compile(r"人|名|位|万|亿|\d{3,}")
 _PERSON_Q = re.compile(r"谁|哪[两几二三四五]?位|什么人|何人|\bwho\b", re.I)
 # Wh-words that stand for a place or thing on their own: what follows them is no head noun ("在哪里[下线]").
 _PRONOUN_WH = re.compile(r"哪里|哪儿|何处|何地|谁|何人|如何|怎样|怎么|为何|为什么|为甚么|何时|什么时候")
@@ -95,7 +102,7 @@ class _Question:
 @lru_cache(maxsize=4096)
 def analyse(query: str) -> _Question:
     q = normalize(query).strip().rstrip("?？。.!！ ")
-    kind = ("date" if _DATE_Q.search(q) else "number" if _NUM_Q.search(q)
+    kind = ("date" if _DATE_Q.search(q) else "number" if _NUM_Q.search(q) or (_QTY_END.search(q) and not WH.search(q))
             else "person" if _PERSON_Q.search(q) else "open")
     units = [m.group(1) for m in re.finditer(rf"(?:多少|几)({_UNIT_RE})", q)]
     if not has_cjk(q):
@@ -406,14 +413,19 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
 
 def fits_type(query: str, text: str) -> bool:
     """``text`` is of the kind ``query`` asks for: a date for a date question, an amount (a number that is
-    not a bare year) for a number question; any text otherwise."""
+    not a bare year) for a number question, with a % for a rate and a head-count unit for a number of
+    people; any text otherwise."""
     q = analyse(query)
     t = normalize(text)
     if q.kind == "date":
         return bool(DATE.search(t))
     if q.kind == "number":
         nums = [m.group() for m in NUMBER.finditer(t)]
-        return any(re.search(r"\d|[" + _CN_NUM + "]", n) and not re.fullmatch(r"(?:19|20)\d\d年?", n) for n in nums)
+        if not any(re.search(r"\d|[" + _CN_NUM + "]", n) and not re.fullmatch(r"(?:19|20)\d\d年?", n) for n in nums):
+            return False
+        if q.slots == 1 and ((_RATE_Q.search(q.text) and not _RATE_A.search(t))
+                             or (_PEOPLE_Q.search(q.text) and not _PEOPLE_A.search(t))):
+            return False
     return True
 
 

@@ -40,3 +40,9 @@ def test_short_answer_must_fit_the_asked_type():
     assert fits_type("成果从实验室走向市场要多长时间？", "一两年、三五年")  # a duration, not a date
     assert fits_type("会议什么时候闭幕？", "3月10日") and not fits_type("会议什么时候闭幕？", "北京")
     assert fits_type("谁赢得了大选？", "工党")  # untyped kinds accept any text
+    # a question naming a quantity without a wh-word asks for an amount
+    assert fits_type("2022年特斯拉交付量", "131万辆") and not fits_type("2022年特斯拉交付量", "大幅增长")
+    # a rate needs a percentage, a head count a unit of people
+    assert fits_type("2022年重庆的GDP增长率", "4.5%") and not fits_type("2022年重庆的GDP增长率", "01月")
+    assert fits_type("国考实际参考人数", "152.5万") and not fits_type("国考实际参考人数", "五年")
+    assert fits_type("有多少个团队？占比多少？", "10个")  # two slots: each answer part is not checked alone

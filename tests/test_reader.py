@@ -81,3 +81,4 @@ def test_question_analysis():
     assert analyse("How much total investment does the project involve?").money
     assert analyse("有多少名技术经纪人和科技特派员？").slots == 2
     assert analyse("谁担任主任？").kind == "person"
+    assert analyse("2022年特斯拉交付量").kind == "number" and analyse("交付量是什么意思").kind == "open"
