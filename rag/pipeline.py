@@ -122,10 +122,6 @@ class Pipeline:
         translator = self.translator
         lex_terms = translator(q) if translator is not None and not has_cjk(q) else None
         hits = hybrid(index, qvec, q, n, mode, self.settings.candidate_factor, self.settings.rrf_k, allowed, lex_terms)
-        if qvec is not None:
-            for h in hits:  # a BM25-only hit still gets its cosine (for display and refusal)
-                if h.dense is None:
-                    h.dense = float(index.dense.reconstruct(np.array([h.chunk.chunk_id]))[0] @ qvec)
         t2 = time.perf_counter()
         t["embed_ms"], t["retrieve_ms"] = (t1 - t0) * 1000, (t2 - t1) * 1000
         if reranker is not None:

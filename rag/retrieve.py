@@ -31,22 +31,49 @@ def dense_search(index: IndexData, qvec: np.ndarray, k: int, allowed: np.ndarray
     return Ranked(I[0][keep], D[0][keep])
 
 
-def bm25_search(index: IndexData, tokens: list[str], k: int, allowed: np.ndarray | None = None) -> Ranked:
+def bm25_scores(index: IndexData, tokens: list[str], allowed: np.ndarray | None = None) -> np.ndarray | None:
+    """BM25 score of every row (row i is chunk ``index.bm25_ids[i]``); None when no token is known."""
     bm = index.bm25
-    if bm is None or not tokens:
-        return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
-    known = [t for t in tokens if t in bm.vocab_dict]
+    known = [t for t in tokens if t in bm.vocab_dict] if bm is not None else []
     if not known:
-        return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        return None
     scores = np.asarray(bm.get_scores(known), dtype=np.float32)
     if allowed is not None:
         scores = np.where(np.isin(index.bm25_ids, allowed), scores, 0.0).astype(np.float32)
-    k = min(k, int((scores > 0).sum()))
+    return scores
+
+
+def _top(index: IndexData, scores: np.ndarray | None, k: int) -> Ranked:
+    k = min(k, int((scores > 0).sum())) if scores is not None else 0
     if k <= 0:
         return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
+    assert scores is not None
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
-    return Ranked(index.bm25_ids[top], scores[top])
+    return Ranked(np.asarray(index.bm25_ids[top], np.int64), scores[top])
+
+
+def bm25_search(index: IndexData, tokens: list[str], k: int, allowed: np.ndarray | None = None) -> Ranked:
+    return _top(index, bm25_scores(index, tokens, allowed), k)
+
+
+def _rerank_union(index: IndexData, qvec: np.ndarray, scores: np.ndarray | None, dense: Ranked,
+                  lex: Ranked) -> tuple[Ranked, Ranked]:
+    """Both retrievers ranked over the union of their candidates: a chunk one retriever found and the
+    other missed gets the other's real score instead of no rank at all, so the fusion compares like
+    with like (a dense-only hit that BM25 scores 0 still ranks last there)."""
+    union = np.union1d(dense.ids, lex.ids).astype(np.int64)
+    if len(union) == 0:
+        return dense, lex
+    dscore = (index.dense.reconstruct(union) @ qvec.reshape(-1)).astype(np.float32)
+    order = np.argsort(-dscore, kind="stable")
+    dense = Ranked(union[order], dscore[order])
+    if scores is None:
+        return dense, lex
+    bscore = scores[index.bm25_row(union)]
+    keep = bscore > 0
+    order = np.argsort(-bscore[keep], kind="stable")
+    return dense, Ranked(union[keep][order], bscore[keep][order])
 
 
 def rrf(rankings: Sequence[Ranked], k: int = 60) -> dict[int, float]:
@@ -67,7 +94,10 @@ def hybrid(index: IndexData, qvec: np.ndarray | None, query: str, top_k: int, mo
     use_dense = mode in ("hybrid", "dense") and qvec is not None
     dense = dense_search(index, qvec, k0, allowed) if use_dense and qvec is not None else None
     tokens = tokenize(query) + [t for term in lex_terms or [] for t in tokenize(term)]
-    lex = bm25_search(index, tokens, k0, allowed) if mode in ("hybrid", "bm25") else None
+    scores = bm25_scores(index, tokens, allowed) if mode in ("hybrid", "bm25") else None
+    lex = _top(index, scores, k0) if mode in ("hybrid", "bm25") else None
+    if dense is not None and lex is not None and qvec is not None:
+        dense, lex = _rerank_union(index, qvec, scores, dense, lex)
     dmap = dict(zip(dense.ids.tolist(), dense.scores.tolist())) if dense is not None else {}
     bmap = dict(zip(lex.ids.tolist(), lex.scores.tolist())) if lex is not None else {}
     if mode == "dense":

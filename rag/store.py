@@ -51,6 +51,15 @@ class IndexData:
     bm25_ids: np.ndarray  # BM25 row -> chunk_id
     path: Path = field(default_factory=Path)
     doc_chunks: dict[str, list[int]] = field(default_factory=dict)
+    _bm25_order: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def bm25_row(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """BM25 rows of the given chunk ids (inverse of ``bm25_ids``, built on first use)."""
+        if self._bm25_order is None:
+            order = np.argsort(self.bm25_ids, kind="stable")
+            self._bm25_order = (order, np.asarray(self.bm25_ids)[order])
+        order, sorted_ids = self._bm25_order
+        return np.asarray(order[np.searchsorted(sorted_ids, chunk_ids)])
 
     def __post_init__(self) -> None:
         if isinstance(self.chunks, ChunkTable):

@@ -4,7 +4,7 @@ import pytest
 from embeddings.fake import HashEmbedder
 from rag import store
 from rag.ingest import build_index
-from rag.retrieve import Ranked, hybrid, rrf
+from rag.retrieve import Ranked, _rerank_union, bm25_scores, hybrid, rrf
 from rag.text import normalize, tokenize
 from rag.types import Document
 
@@ -52,3 +52,24 @@ def test_top_k_larger_than_corpus_is_clamped(small_index):
 
 def test_unknown_terms_give_no_bm25_hits(small_index):
     assert hybrid(small_index, None, "zzzz qqqq", 5, "bm25") == []
+
+
+def test_fusion_scores_each_candidate_by_both_retrievers(small_index):
+    """A chunk only one retriever returned gets the other's real score before fusion, not a missing rank."""
+    q = "稀土资源"
+    qvec = HashEmbedder().encode_queries([q])[0]
+    ids = np.array(sorted(small_index.chunks), np.int64)
+    scores = bm25_scores(small_index, tokenize(q))
+    assert scores is not None
+    found = [int(c) for c in ids if scores[small_index.bm25_row(np.array([c]))[0]] > 0]
+    missed = [int(c) for c in ids if int(c) not in found]
+    assert found and missed
+    # dense "returned" only a chunk BM25 misses, BM25 only its own hit
+    dense, lex = _rerank_union(small_index, qvec, scores, Ranked(np.array(missed[:1]), np.ones(1, np.float32)),
+                               Ranked(np.array(found[:1]), np.ones(1, np.float32)))
+    assert sorted(dense.ids.tolist()) == sorted([missed[0], found[0]])
+    want = small_index.dense.reconstruct(dense.ids) @ qvec
+    assert np.allclose(dense.scores, want, atol=1e-5) and list(dense.scores) == sorted(dense.scores, reverse=True)
+    assert lex.ids.tolist() == [found[0]]  # the chunk BM25 scores 0 stays out of its ranking
+    hits = hybrid(small_index, qvec, q, 3)
+    assert all(h.dense is not None for h in hits)  # every fused hit carries its cosine
