@@ -69,3 +69,17 @@ def test_onnx_query_path_matches_sentence_transformers(real_embedder):  # type: 
     assert fast.shape == slow.shape == (len(qs), real_embedder.dim) and fast.dtype == np.float32
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-4)
     assert np.min(np.sum(fast * slow, axis=1)) > 0.995  # slow may be bf16 on AMX machines
+
+
+def test_small_passage_batches_skip_the_torch_model(real_embedder, settings):  # type: ignore[no-untyped-def]
+    """Answer sentences are encoded by ONNX Runtime: a fresh serving embedder gives the torch pipeline's
+    vectors without loading the torch copy of the weights."""
+    from embeddings.factory import create_embedder
+
+    fresh = create_embedder("sbert", settings.models_dir, settings.model_name, settings.dtype)
+    sents = [q + "。" for q in QUERIES[:8]]
+    fast = fresh.encode_passages(sents)
+    assert fresh._model is None  # no torch load on the interactive path
+    slow = real_embedder.model.encode(sents, prompt_name="passage", normalize_embeddings=True)
+    assert np.min(np.sum(fast * slow, axis=1)) > 0.995
+    assert fast.shape == (len(sents), fresh.dim) and fast.dtype == np.float32
