@@ -48,17 +48,28 @@ WH = re.compile(r"什么时候|何时|哪一年|哪年|哪一天|哪天|多少|�
                  r"哪里|哪儿|哪|谁|何人|何种|何处|何地|为何|为什么|为甚么|如何|怎样|怎么")
 # Questions with no wh-word that end on the copula: "…成立的目的是?", "…称之为?"
 _OPEN_END = re.compile(r"(?:是|为|叫|叫做|称为|称之为|名为|在于)$")
-_DATE_Q = re.compile(r"什么时候|何时|哪一?年|哪一?天|几月|几号|日期|(?<!多长)(?<!多少)时间$|"  # 多长时间: a duration
-                     r"when|what year|which year|what date", re.I)
+_DATE_Q = re.compile(r"什么时候|何时|哪一?年|哪一?天|几月|几号|日期|[西公]元几年|民国几年|几几年|"
+                     r"(?<!多长)(?<!多少)时间$|when|what year|which year|what date", re.I)  # 多长时间: a duration
 _NUM_Q = re.compile(r"多少|(?<!哪)几|多大|多长|多高|多久|比例|比重|百分之|how (many|much|long|large|big)|"
                     r"what percentage|what (?:\w+ ){0,3}(?:value|amount|capacity|number|total)|reach", re.I)
 # A question with no wh-word that names a quantity ("2022年特斯拉交付量") asks for a number.
 _QTY_END = re.compile(r"(?:量|人数|数量|总数|次数|票房|营收|收入|金额|总额|产值|规模|增速|增长率|价格|售价|gdp)$")
-# A rate or a head count asked for: the amount must carry a matching unit ("增长率" -> %, "人数" -> 人).
+# The unit an amount must carry (single-answer number questions): a rate needs a % ("增长率" -> "6.4%"), a head
+# count a unit of people ("人数" -> "152万"); an amount of things or money is no percentage ("销量" -> not "34%"),
+# money has a currency or magnitude ("营收" -> not "1"), and only a duration question is answered by a span of
+# time or an ordinal ("收益" -> not "7天", "多少支队伍" -> not "第九届").
 _RATE_Q = re.compile(r"增长率|增速|增幅|涨幅|降幅|比例|比重|占比|百分之|百分比|percentage|\brate\b", re.I)
 _RATE_A = re.compile(r"%|％|百分点|百分之|成|倍|‰")
 _PEOPLE_Q = re.compile(r"人数|人次|多少人|几人|多少名|多少位")
 _PEOPLE_A = re.compile(r"人|名|位|万|亿|\d{3,}")
+_RATE_WORD = re.compile(r"增长|增速|增幅|下降|涨|降|率|比例|比重|占比|百分|percent|rate|growth", re.I)
+_AMOUNT_Q = re.compile(r"销量|产量|交付量|吞吐量|出口量|进口量|保有量|发送量|人数|人次|票房|营收|收入|利润|金额|总额|"
+                       r"产值|规模|价格|售价|总量|数量|多少钱|多少元|多少美元|多少辆|多少人")
+_PERCENT = re.compile(r"^[^%％]*\d(?:\.\d+)?\s*[%％]$|百分点$")
+_MONEY_A = re.compile(r"元|美元|欧元|英镑|日元|港元|港币|万|亿|千|\d{3,}")
+_DURATION_Q = re.compile(r"多久|多长时间|几年|几个月|几天|多少年|多少天|多少个月|多少小时|几小时|多少届|几届|第几|"
+                         r"哪一?届|年龄|多大|岁|how long|\bage\b", re.I)
+_TIME_AMOUNT = re.compile(r"^第|(?:个月|周年|小时|分钟|年|月|天|日|周|秒|届|期)$")
 _PERSON_Q = re.compile(r"谁|哪[两几二三四五]?位|什么人|何人|\bwho\b", re.I)
 # Wh-words that stand for a place or thing on their own: what follows them is no head noun ("在哪里[下线]").
 _PRONOUN_WH = re.compile(r"哪里|哪儿|何处|何地|谁|何人|如何|怎样|怎么|为何|为什么|为甚么|何时|什么时候")
@@ -67,8 +78,9 @@ _POST = ("职务", "职位", "职称", "身份", "头衔", "官职")
 _TITLE = re.compile(r"(?:主任|主席|书记|厅长|局长|处长|科长|经理|院长|部长|教授|董事长|总监|委员|常委|市长|省长|"
                     r"县长|旗长|盟长|校长|所长|主编|研究员|工程师|负责人|总裁|秘书长|会长|理事长|总经理|总工程师|首席科学家)")
 _MULTI_Q = re.compile(r"分别|各(?:是|有|为|达)|以及|、.*多少|多少.*多少|多少[^，,？?]{1,12}[和与及、]")
-_MONEY_Q = re.compile(r"投资|资金|经费|金额|产值|收入|合同|奖金|补贴|资助|元|investment|fund|value|worth|cost|"
-                      r"contract|yuan|money|budget", re.I)
+_MONEY_Q = re.compile(r"投资|资金|经费|金额|产值|收入|营收|收益|利润|票房|合同|奖金|补贴|资助|罚|售价|价格|成本|"
+                      r"融资|估值|多少钱|元|investment|fund|value|worth|cost|contract|yuan|money|budget|price|"
+                      r"revenue", re.I)
 _EN_UNITS = [(re.compile(r"\bton", re.I), "吨"), (re.compile(r"\bmonth", re.I), "月"), (re.compile(r"percent|%"), "%"),
              (re.compile(r"\bkilogram|\bkg\b", re.I), "公斤"), (re.compile(r"\bmu\b", re.I), "亩")]
 _COUNT_UNITS = {"个", "项", "家", "名", "人", "位", "份", "条", "所", "座", "台", "套", "件", "次", "篇", "种", "批"}
@@ -413,20 +425,26 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
 
 def fits_type(query: str, text: str) -> bool:
     """``text`` is of the kind ``query`` asks for: a date for a date question, an amount (a number that is
-    not a bare year) for a number question, with a % for a rate and a head-count unit for a number of
-    people; any text otherwise."""
+    not a bare year) for a number question, in a unit that fits what is counted (see ``_unit_fits``); any
+    text otherwise."""
     q = analyse(query)
     t = normalize(text)
     if q.kind == "date":
         return bool(DATE.search(t))
     if q.kind == "number":
-        nums = [m.group() for m in NUMBER.finditer(t)]
-        if not any(re.search(r"\d|[" + _CN_NUM + "]", n) and not re.fullmatch(r"(?:19|20)\d\d年?", n) for n in nums):
-            return False
-        if q.slots == 1 and ((_RATE_Q.search(q.text) and not _RATE_A.search(t))
-                             or (_PEOPLE_Q.search(q.text) and not _PEOPLE_A.search(t))):
-            return False
+        amounts = [n for n in (m.group() for m in NUMBER.finditer(t))
+                   if re.search(r"\d|[" + _CN_NUM + "]", n) and not re.fullmatch(r"(?:19|20)\d\d年?", n)]
+        return bool(amounts) and (q.slots > 1 or _unit_fits(q, t.strip(), amounts))
     return True
+
+
+def _unit_fits(q: _Question, t: str, amounts: list[str]) -> bool:
+    if (_RATE_Q.search(q.text) and not _RATE_A.search(t)) or (_PEOPLE_Q.search(q.text) and not _PEOPLE_A.search(t)):
+        return False
+    if not _RATE_WORD.search(q.text) and ((_AMOUNT_Q.search(q.text) and _PERCENT.search(t))
+                                          or (q.money and not _MONEY_A.search(t))):
+        return False
+    return bool(_DURATION_Q.search(q.text)) or not all(_TIME_AMOUNT.search(n) for n in amounts)
 
 
 def _pick_slots(q: _Question, s: str, cands: list[tuple[float, int, int]]) -> list[tuple[float, int, int]]:

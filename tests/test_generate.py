@@ -46,3 +46,8 @@ def test_short_answer_must_fit_the_asked_type():
     assert fits_type("2022年重庆的GDP增长率", "4.5%") and not fits_type("2022年重庆的GDP增长率", "01月")
     assert fits_type("国考实际参考人数", "152.5万") and not fits_type("国考实际参考人数", "五年")
     assert fits_type("有多少个团队？占比多少？", "10个")  # two slots: each answer part is not checked alone
+    assert not fits_type("2021年宝马全球销量？", "34%") and fits_type("宝马销量同比增长多少？", "8.4%")
+    assert not fits_type("网易全年营收多少？", "1") and fits_type("网易全年营收多少？", "964.96亿元")
+    assert not fits_type("国庆假期旅游收益是多少？", "7天") and fits_type("项目用了多少年？", "7年")
+    assert not fits_type("有多少支队伍参赛", "第九届") and fits_type("排第几？", "第30位")
+    assert fits_type("首都是在西元幾年?", "1814年")  # a year question takes a year

@@ -77,7 +77,7 @@ def test_nothing_fits_gives_none():
 
 
 def test_question_analysis():
-    assert analyse("什么时候开工？").kind == "date"
+    assert analyse("什么时候开工？").kind == "date" and analyse("首都是在西元幾年?").kind == "date"
     assert analyse("How much total investment does the project involve?").money
     assert analyse("有多少名技术经纪人和科技特派员？").slots == 2
     assert analyse("谁担任主任？").kind == "person"
