@@ -75,6 +75,14 @@ def _lines(raw: str) -> list[_Line]:
     return out
 
 
+def _title_case(text: str) -> bool:
+    """An English title: every word longer than three letters capitalised ("Hohhot Talent Programme")."""
+    words = re.findall(r"[A-Za-z][A-Za-z'-]*", text)
+    big = [w for w in words if len(w) > 3]
+    cjk = re.search(r"[\u3400-\u9fff]", text)
+    return len(words) >= 2 and bool(big) and all(w[0].isupper() for w in big) and not cjk
+
+
 def _looks_like_heading(line: _Line) -> bool:
     return line.kind == "heading" or (line.kind == "short" and (" " in line.text or len(line.text) <= 12))
 
@@ -137,7 +145,8 @@ def clean(raw: str) -> list[Paragraph]:
     while i < len(lines):
         ln = lines[i]
         i += 1
-        if ln.kind == "short" and len(ln.text) > 30 and i < len(lines) and lines[i].kind == "body":
+        if (ln.kind == "short" and len(ln.text) > 30 and i < len(lines) and lines[i].kind == "body"
+                and not _title_case(ln.text)):
             ln.kind = "body"  # a long unpunctuated line followed by body text: a broken sentence
         if ln.kind == "body":
             while not _TERMINATED.search(ln.text):

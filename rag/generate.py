@@ -100,6 +100,12 @@ class Generator(Protocol):
     def answer(self, query: str, qvec: np.ndarray, hits: list[Hit]) -> Answer: ...
 
 
+def lexical(query: str, top: Hit) -> bool:
+    """A Chinese question over Chinese text is matched by its words; any other pair (English over Chinese,
+    Chinese over English, English over English) by sentence embeddings."""
+    return has_cjk(query) and has_cjk(top.chunk.text)
+
+
 def query_terms(query: str) -> list[str]:
     return list(_query_terms(query))
 
@@ -151,9 +157,10 @@ class ExtractiveGenerator:
         self.max_sentences = max_sentences
         self.passages = passages
 
-    def terms(self, query: str) -> list[str]:
-        """The query's words to look for in the text: its own, or for an English query its translation."""
-        if has_cjk(query):
+    def terms(self, query: str, text: str = "") -> list[str]:
+        """The query's words to look for in ``text``: its own, or for an English query over Chinese text its
+        translation."""
+        if has_cjk(query) or (text and not has_cjk(text)):
             return query_terms(query)
         return self.translate(query) if self.translate is not None else []
 
@@ -169,12 +176,12 @@ class ExtractiveGenerator:
                     cands.append((h, s))
         if not cands:
             return [], 0.0
-        terms = self.terms(query)
+        terms = self.terms(query, hits[0].chunk.text)
         ev = evidence_terms(query)
         cov = max(coverage(ev, h.chunk.embed_text(), self.idf, self.max_idf) for h in hits[: self.passages])
         numeric = asks_number(query)
         scored = []
-        if has_cjk(query):
+        if lexical(query, hits[0]):
             # Chinese questions: the question's own terms locate the answer sentence; the passage's
             # cosine breaks ties. No model call (measured: the sentence embeddings cost ~2 s/ask).
             for h, s in cands:
@@ -184,7 +191,7 @@ class ExtractiveGenerator:
                 scored.append((lex + 0.5 * c + bonus, h, s, c))
         else:
             # Cross-lingual questions share no words with the text: sentence cosines, plus the share of the
-            # question's dictionary translation the sentence holds.
+            # question's dictionary translation the sentence holds (its own words over English text).
             cands = [x for x in cands if x[0].rank <= 3]
             vecs = self.sentence_vectors([s.text for _, s in cands])
             for (h, s), c in zip(cands, (vecs @ qvec.reshape(-1)).tolist()):
@@ -198,8 +205,8 @@ class ExtractiveGenerator:
         """The clause(s) of a long sentence that answer the query: best clause by cosine + term
         coverage, widened to a neighbour when it holds nothing beyond the query's own words."""
         clauses = [m.group() for m in _CLAUSE.finditer(sentence)]
-        if len(sentence) <= 40 or len(clauses) < 3:
-            return sentence
+        if len(sentence) <= 40 or len(clauses) < 3 or not has_cjk(sentence):
+            return sentence  # an English sentence cut at its commas loses its verb ("The Ordos Laboratory,")
         terms = self.terms(query)
         if has_cjk(query):
             cos = [0.0] * len(clauses)
@@ -231,8 +238,10 @@ class ExtractiveGenerator:
             return 0.0, 0.0
         return float(scored[0][3]), cov
 
-    def answerable(self, query: str, best_cos: float, cov: float) -> bool:
-        if not has_cjk(query):
+    def answerable(self, query: str, best_cos: float, cov: float, top: Hit | None = None) -> bool:
+        """The fitted thresholds: passage cosine and topic coverage for a Chinese question over Chinese text
+        (``top``: the best passage), the best sentence's cosine otherwise."""
+        if top is None or not lexical(query, top):
             return best_cos >= self.cal.min_cos_crosslingual
         return best_cos >= self.cal.min_cos and cov >= self.cal.min_coverage
 
@@ -277,12 +286,14 @@ class ExtractiveGenerator:
         question needs a sentence with a new number; a dated question, a passage of that year; and a
         number/date question, a number or date where the reader says its words point (RGB's distractors
         are about the topic but do not hold the answer)."""
-        if not self.answerable(query, float(scored[0][3]), cov) or not self.has_answer_type(query, scored):
+        top = min((x[1] for x in scored), key=lambda h: h.rank)
+        if not self.answerable(query, float(scored[0][3]), cov, top) or not self.has_answer_type(query, scored):
             return False
         if year_conflict(query, scored[0][1].chunk.embed_text()):
             return False
         short = read(query, scored, self.terms(query), self.sentence_vectors, qvec)
-        if asks_number(query) and not fits_type(query, short.text if short else ""):
+        # the reader reads Chinese: over an English passage the number check above is the type check
+        if asks_number(query) and has_cjk(scored[0][2].text) and not fits_type(query, short.text if short else ""):
             return False
         return short
 

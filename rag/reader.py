@@ -369,6 +369,8 @@ def read(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]], terms
     best: tuple[float, list[str], Hit, Sentence] | None = None
     for rank, hit, sent in _sentences(ranked, sentences, q.kind != "open"):
         raw = sent.text
+        if not has_cjk(raw):
+            continue  # the rules below read Chinese; an English sentence is cited whole instead
         s = normalize(raw)
         src = raw if len(raw) == len(s) else s  # spans are cut from the original text when lengths agree
         gap = _align(q, s) if cjk else None

@@ -49,6 +49,18 @@ def test_traditional_and_latin_text_pass_through():
     assert paras[2].text == "Policy text in English. Second line."
 
 
+def test_english_title_line_stays_a_heading():
+    """A Title Case line before body text is a heading, not the start of a sentence broken by a page break."""
+    raw = ("Inner Mongolia Science and Technology Funding Measures\n\n"
+           "The regional government will allocate 500 million yuan each year to support key\n\n"
+           "research projects. Applications open in March.\n")
+    paras = clean(raw)
+    assert paras[0].kind == "heading" and paras[0].text == "Inner Mongolia Science and Technology Funding Measures"
+    body = paras[1]  # the sentence broken across the blank line is still re-joined
+    assert body.text.startswith("The regional government") and "key research projects." in body.text
+    assert body.section == paras[0].text
+
+
 def test_empty_input():
     assert clean("") == []
     assert clean("\n\n   \n") == []
