@@ -12,7 +12,7 @@ import numpy as np
 from embeddings.base import Embedder
 from rag import store
 from rag.chunking import chunk_document
-from rag.text import tokenize_many
+from rag.text import TOKENIZER, tokenize_many
 from rag.types import Chunk, Document
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk
     vectors = embed_chunks(embedder, chunks, batch_size, progress)
     bm = build_bm25(chunks)
     manifest = {"model": embedder.name, "dim": embedder.dim, "chunk_size": chunk_size,
-                "chunk_overlap": overlap, "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": "jieba-search+opencc-t2s"},
+                "chunk_overlap": overlap, "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": TOKENIZER},
                 "dense": {"store": vector_store, "metric": "cosine"}}
     from rag.vectors import build_store
 

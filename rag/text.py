@@ -1,6 +1,7 @@
 """Text normalisation and Chinese-aware tokenisation for lexical matching (BM25, overlap scores).
 
-Matching only: traditional -> simplified (OpenCC), NFKC (full-width -> half-width), lowercase.
+Matching only: traditional -> simplified (OpenCC), NFKC (full-width -> half-width), lowercase; English
+words are Snowball-stemmed for BM25 ("funding" and "funds" both match "fund").
 Stored and displayed text is never changed.
 """
 
@@ -23,8 +24,19 @@ STOPWORDS = frozenset(
     "吗 呢 吧 啊 么 什么 哪些 哪个 哪 多少 几 怎么 怎样 如何 是否 为什么 谁 何 请问 请 "
     "哪里 何时 多久 几个 一下 目前 已经 "
     "the a an of to in on for and or is are was were be by with what which who how many much "
-    "does do did when where why".split()
+    "does do did when where why it its this that these those as at from has have had not no but if "
+    "than then so such into about can could will would should may might their there they them he she "
+    "his her we our you your".split()
 )
+# Recorded in each index's manifest: an index whose BM25 was built by another tokenizer is re-tokenised.
+TOKENIZER = "jieba-search+opencc-t2s+snowball-en"
+
+
+@lru_cache(maxsize=1)
+def _stemmer():  # type: ignore[no-untyped-def]
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
 
 
 @lru_cache(maxsize=1)
@@ -51,7 +63,7 @@ def tokenize(text: str) -> list[str]:
         w = m.group()
         if not _CJK.match(w):
             if w not in STOPWORDS:
-                out.append(w)
+                out.append(_stemmer().stemWord(w) if w.isalpha() else w)
             continue
         for tok in jieba.cut_for_search(w, HMM=True):
             if tok not in STOPWORDS:

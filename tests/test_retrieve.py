@@ -22,6 +22,8 @@ def test_tokenize_normalises_traditional_and_width():
     assert tokenize("內蒙古科技突圍") == tokenize("内蒙古科技突围")
     assert "2024" in tokenize("２０２４年")
     assert normalize("ＡＢＣ") == "abc"
+    assert tokenize("Funding for universities") == tokenize("the funds of a university")  # stemmed, stopwords out
+    assert tokenize("5G M1芯片") [:2] == ["5g", "m1"]  # letters with digits are names, not stemmed
 
 
 @pytest.fixture()

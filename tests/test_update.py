@@ -118,3 +118,32 @@ def test_incremental_update_reuses_bm25_tokens(pipe, monkeypatch):
     assert seen == ["鄂尔多斯实验室。"]  # only the new chunk was tokenised
     hits, _ = pipe.search("稀土", 3, "bm25")
     assert hits[0].chunk.doc_id == "d1.txt"
+
+
+def test_index_from_an_older_tokenizer_is_retokenised(pipe, tmp_path, monkeypatch):
+    """An index whose BM25 another tokenizer built (an older release: no English stemming) is re-tokenised
+    on load, and the next update writes new tokens instead of reusing the old ones."""
+    import json
+
+    import rag.text as text
+    from rag.text import TOKENIZER
+
+    class NoStem:
+        def stemWord(self, w: str) -> str:  # noqa: N802 - PyStemmer's name
+            return w
+
+    monkeypatch.setattr(text, "_stemmer", lambda: NoStem())
+    pipe.update([doc(1, "Research funding rules."), doc(2, "乳业技术创新中心。")])
+    monkeypatch.undo()
+    path = store.current_path(tmp_path).resolve()
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["bm25"]["tokenizer"] = "jieba-search+opencc-t2s"  # what the last release wrote
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert pipe.search("funds", 3, "bm25")[0] == []  # the old BM25 holds "funding", the query "fund"
+    pipe.load()
+    hits, _ = pipe.search("funds", 3, "bm25")
+    assert hits and hits[0].chunk.doc_id == "d1.txt"
+    pipe.update([doc(3, "鄂尔多斯实验室。")])
+    assert pipe.index.manifest["bm25"]["tokenizer"] == TOKENIZER
+    hits, _ = pipe.search("funds", 3, "bm25")
+    assert hits and hits[0].chunk.doc_id == "d1.txt"
