@@ -18,6 +18,7 @@ import numpy as np
 
 from embeddings.base import Embedder
 from rag.reader import WH, ShortAnswer, analyse, fits_type, read
+from rag.reader_en import read_english
 from rag.text import STOPWORDS, has_cjk, normalize
 from rag.types import Answer, Citation, Hit, Sentence
 
@@ -291,10 +292,12 @@ class ExtractiveGenerator:
             return False
         if year_conflict(query, scored[0][1].chunk.embed_text()):
             return False
-        short = read(query, scored, self.terms(query), self.sentence_vectors, qvec)
-        # the reader reads Chinese: over an English passage the number check above is the type check
-        if asks_number(query) and has_cjk(scored[0][2].text) and not fits_type(query, short.text if short else ""):
-            return False
+        if has_cjk(scored[0][2].text):
+            short = read(query, scored, self.terms(query), self.sentence_vectors, qvec)
+            if asks_number(query) and not fits_type(query, short.text if short else ""):
+                return False
+        else:  # English evidence: the number check above is the type check; a span only for English questions
+            short = None if has_cjk(query) else read_english(query, scored)
         return short
 
     @staticmethod

@@ -51,7 +51,8 @@ _OPEN_END = re.compile(r"(?:是|为|叫|叫做|称为|称之为|名为|在于)$"
 _DATE_Q = re.compile(r"什么时候|何时|哪一?年|哪一?天|几月|几号|日期|[西公]元几年|民国几年|几几年|"
                      r"(?<!多长)(?<!多少)时间$|when|what year|which year|what date", re.I)  # 多长时间: a duration
 _NUM_Q = re.compile(r"多少|(?<!哪)几|多大|多长|多高|多久|比例|比重|百分之|how (many|much|long|large|big)|"
-                    r"what percentage|what (?:\w+ ){0,3}(?:value|amount|capacity|number|total)|reach", re.I)
+                    r"what percentage|what (?:\w+ ){0,6}(?:value|amount|capacity|number|total|rate|price|cost)\b|"
+                    r"reach", re.I)
 # A question with no wh-word that names a quantity ("2022年特斯拉交付量") asks for a number.
 _QTY_END = re.compile(r"(?:量|人数|数量|总数|次数|票房|营收|收入|金额|总额|产值|规模|增速|增长率|价格|售价|gdp)$")
 # The unit an amount must carry (single-answer number questions): a rate needs a % ("增长率" -> "6.4%"), a head

@@ -82,3 +82,23 @@ def test_question_analysis():
     assert analyse("有多少名技术经纪人和科技特派员？").slots == 2
     assert analyse("谁担任主任？").kind == "person"
     assert analyse("2022年特斯拉交付量").kind == "number" and analyse("交付量是什么意思").kind == "open"
+
+
+@pytest.mark.parametrize(("question", "sentences", "want"), [
+    ("How many teams were formed?", ["The lab formed 12 research teams in 2021."], "12"),
+    ("How much did the city invest?", ["In 2023 the city invested 4.5 billion yuan in the park."], "4.5 billion yuan"),
+    ("When did construction start?", ["Construction started on March 3, 2022 after approval."], "March 3, 2022"),
+    ("Who leads the project?", ["The project is led by Dr. Li Ming of the academy."], "Dr. Li Ming"),
+    ("How many teams were formed in 2021?", ["In 2021 the lab was opened."], None),  # its own year is no answer
+    ("Who leads the Ordos Laboratory?", ["The Ordos Laboratory opened."], None),  # the question's own name
+    ("What does the plan cover?", ["The plan covers 12 cities."], None),  # open questions get no span
+])
+def test_english_reader(question, sentences, want):
+    from rag.reader_en import read_english
+
+    ranked = []
+    for i, text in enumerate(sentences):
+        chunk = Chunk(i, "d.txt", text, 0, len(text), sentences=[Sentence(text, 0, len(text))])
+        ranked.append((1.0, Hit(chunk, 1.0, i + 1), chunk.sentences[0], 0.9))
+    got = read_english(question, ranked)
+    assert (got.text if got else None) == want
