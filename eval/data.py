@@ -14,6 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SEED_GOLD = ROOT / "eval" / "gold" / "seed_gold.jsonl"
+# Unanswerable questions written after the refusal thresholds were fitted (eval/calibrate.py never reads
+# them): each checked absent from the seeds by keyword search, several near misses (the rank is given, the
+# score is asked; the assistant director is named, the director is asked).
+SEED_HELDOUT = ROOT / "eval" / "gold" / "seed_heldout_unanswerable.jsonl"
 
 
 @dataclass
@@ -36,7 +40,7 @@ class Dataset:
     relevant: dict[str, set[str]]  # qid -> gold passage ids (or doc ids for the seed set)
 
 
-def load_seed_gold(path: Path = SEED_GOLD) -> Dataset:
+def load_seed_gold(path: Path = SEED_GOLD, name: str = "seed_gold") -> Dataset:
     items, rel = [], {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -47,7 +51,7 @@ def load_seed_gold(path: Path = SEED_GOLD) -> Dataset:
         items.append(it)
         if it.doc_id:
             rel[it.qid] = {it.doc_id}
-    return Dataset("seed_gold", {}, items, rel)
+    return Dataset(name, {}, items, rel)
 
 
 def load_squad(path: Path, name: str, lang: str, limit: int | None = None, seed: int = 0) -> Dataset:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from eval import metrics as M
-from eval.data import ROOT, Dataset, QAItem, load_cmrc, load_drcd, load_rgb, load_seed_gold
+from eval.data import ROOT, SEED_HELDOUT, Dataset, QAItem, load_cmrc, load_drcd, load_rgb, load_seed_gold
 from rag import answering
 from rag.config import Settings
 from rag.ingest import build_index
@@ -266,6 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         p = make_pipeline(settings, embedder, seed_docs, Path(tmp) / "seed", reranker)
         rows += retrieval_rows(p, seed, modes)
         rows += answer_rows(p, seed)
+        rows += answer_rows(p, load_seed_gold(SEED_HELDOUT, "seed_heldout"))  # refusal on unseen questions
         llm_runs.append((p, seed, spread(seed.items, args.llm_limit)))
         # 2. CMRC2018 dev (simplified) and DRCD dev (traditional): corpus = all paragraphs.
         for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd)):

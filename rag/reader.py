@@ -68,6 +68,7 @@ _AMOUNT_Q = re.compile(r"销量|产量|交付量|吞吐量|出口量|进口量|�
                        r"产值|规模|价格|售价|总量|数量|多少钱|多少元|多少美元|多少辆|多少人")
 _PERCENT = re.compile(r"^[^%％]*\d(?:\.\d+)?\s*[%％]$|百分点$")
 _MONEY_A = re.compile(r"元|美元|欧元|英镑|日元|港元|港币|万|亿|千|\d{3,}")
+_OTHER_UNIT = re.compile(rf"(?:{'|'.join(u for u in UNITS if not u.endswith('元') and u not in '万亿千百余多')})$")
 _DURATION_Q = re.compile(r"多久|多长时间|几年|几个月|几天|多少年|多少天|多少个月|多少小时|几小时|多少届|几届|第几|"
                          r"哪一?届|年龄|多大|岁|how long|\bage\b", re.I)
 _TIME_AMOUNT = re.compile(r"^第|(?:个月|周年|小时|分钟|年|月|天|日|周|秒|届|期)$")
@@ -445,7 +446,8 @@ def _unit_fits(q: _Question, t: str, amounts: list[str]) -> bool:
     if (_RATE_Q.search(q.text) and not _RATE_A.search(t)) or (_PEOPLE_Q.search(q.text) and not _PEOPLE_A.search(t)):
         return False
     if not _RATE_WORD.search(q.text) and ((_AMOUNT_Q.search(q.text) and _PERCENT.search(t))
-                                          or (q.money and not _MONEY_A.search(t))):
+                                          or (q.money and not any(_MONEY_A.search(n) and not _OTHER_UNIT.search(n)
+                                                                  for n in amounts))):
         return False
     return bool(_DURATION_Q.search(q.text)) or not all(_TIME_AMOUNT.search(n) for n in amounts)
 

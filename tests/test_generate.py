@@ -51,3 +51,4 @@ def test_short_answer_must_fit_the_asked_type():
     assert not fits_type("国庆假期旅游收益是多少？", "7天") and fits_type("项目用了多少年？", "7年")
     assert not fits_type("有多少支队伍参赛", "第九届") and fits_type("排第几？", "第30位")
     assert fits_type("首都是在西元幾年?", "1814年")  # a year question takes a year
+    assert not fits_type("示范基地的总投资是多少？", "900亩") and fits_type("示范基地的总投资是多少？", "5000万")
