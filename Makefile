@@ -8,7 +8,8 @@ INDEX   ?= data/index
 SEEDS   ?= seeds
 STAMP   := $(VENV)/.installed
 
-.PHONY: install model gemma index run serve test test-fast lint eval bench clean browser load soak screenshots
+.PHONY: install model gemma index run serve test test-fast lint eval eval-judge bench clean browser load soak \
+        screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,6 +51,11 @@ browser: install
 test: model browser
 	# pytest exit 5 = no tests collected: say so, and fail
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo 'pytest collected no tests'; exit $$rc
+
+# Extractive answers with and without the EmbeddingGemma refusal judge (RAG_JUDGE=gemma), same questions
+eval-judge: model gemma
+	$(BIN)/pip install -q -e '.[eval]'
+	$(BIN)/python -m eval.run --limit 1000 --rerank none --no-peer --judge --out eval/reports/judge
 
 screenshots: model browser  ## refresh docs/screenshot-*.png from the browser tests
 	RAG_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_web.py

@@ -10,7 +10,8 @@ COLS = ["n", "hit@1", "hit@5", "recall@5", "recall@10", "mrr@10", "ndcg@10", "ev
 ANS = ["n", "em", "f1", "f1_answered", "f1_text", "contains", "cit_precision", "cit_recall", "answerable_accuracy",
        "refusal_accuracy",
        "degraded", "ms_p50", "ms_p95", "llm_ms_p50", "llm_ms_p95"]
-STAGES = ["n", *(f"{st}_ms_{q}" for st in ("embed", "retrieve", "rerank", "generate", "llm") for q in ("p50", "p95"))]
+STAGES = ["n", *(f"{st}_ms_{q}" for st in ("embed", "retrieve", "rerank", "generate", "judge", "llm")
+                for q in ("p50", "p95"))]
 
 
 def _table(rows: dict[str, dict[str, Any]], cols: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from rag import answering
 from rag.config import Settings
 from rag.ingest import build_index
 from rag.loaders import load_path
-from rag.pipeline import Pipeline
+from rag.pipeline import Pipeline, judged
 from rag.types import Answer, Document
 
 logger = logging.getLogger("eval")
@@ -107,9 +108,10 @@ def answer_row(ds: Dataset, it: QAItem, a: Answer, ms: float) -> dict[str, Any]:
 
 
 def answer_rows(p: Pipeline, ds: Dataset, items: list[QAItem] | None = None,
-                generator: Any = None) -> list[dict[str, Any]]:
+                generator: Any = None, judge: Any = None) -> list[dict[str, Any]]:
     """Extractive answers (``generator`` None) or LLM answers with verified citations; an LLM answer that
-    degraded to extractive (timeout, no supported citation) counts as what it returned, flagged."""
+    degraded to extractive (timeout, no supported citation) counts as what it returned, flagged. With a
+    ``judge`` each extractive answer is also scored after the refusal judge (system extractive+judge)."""
     rows = []
     for it in items if items is not None else ds.items:
         t = time.perf_counter()
@@ -117,7 +119,13 @@ def answer_rows(p: Pipeline, ds: Dataset, items: list[QAItem] | None = None,
             a = p.ask(it.query, 5)
         else:
             a = answering.answer(p, it.query, 5, "llm", generator)
-        row = answer_row(ds, it, a, (time.perf_counter() - t) * 1000)
+        ms = (time.perf_counter() - t) * 1000
+        if judge is not None and generator is None:
+            t = time.perf_counter()
+            b = judged(judge, it.query, replace(a, timings=dict(a.timings)), p.settings.judge_min_cos)
+            jms = (time.perf_counter() - t) * 1000
+            rows.append(answer_row(ds, it, b, ms + jms) | {"judge_ms": jms})
+        row = answer_row(ds, it, a, ms)
         if generator is not None:
             row["system"] = "answer:llm"
             row["degraded"] = 1.0 if a.mode != "llm" or a.warnings else 0.0
@@ -232,7 +240,7 @@ def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
             agg["answerable_accuracy"] = round(M.mean(1.0 if r["answerable"] else 0.0 for r in pos), 4)
         if neg:
             agg["refusal_accuracy"] = round(M.mean(0.0 if r["answerable"] else 1.0 for r in neg), 4)
-    for stage in ("ms", "embed_ms", "retrieve_ms", "rerank_ms", "generate_ms", "llm_ms"):
+    for stage in ("ms", "embed_ms", "retrieve_ms", "rerank_ms", "generate_ms", "judge_ms", "llm_ms"):
         vals = [r[stage] for r in rs if stage in r]
         if vals:
             agg[f"{stage}_p50"] = round(M.percentile(vals, 50), 2)
@@ -253,6 +261,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         kind = "gemma" if is_installed(gemma_path(settings.models_dir)) else "none"
         logger.info("reranker: %s (auto: %s)", kind, "installed" if kind != "none" else "`make gemma` to add it")
     reranker = create_reranker(kind, settings.models_dir)  # one model shared by every set's pipeline
+    judge = (reranker if kind == "gemma" else create_reranker("gemma", settings.models_dir)) if args.judge else None
+    if judge is not None:
+        judge.load()
     modes = MODES + ("hybrid+rerank",) if reranker is not None else MODES
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,8 +276,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seed = load_seed_gold()
         p = make_pipeline(settings, embedder, seed_docs, Path(tmp) / "seed", reranker)
         rows += retrieval_rows(p, seed, modes)
-        rows += answer_rows(p, seed)
-        rows += answer_rows(p, load_seed_gold(SEED_HELDOUT, "seed_heldout"))  # refusal on unseen questions
+        rows += answer_rows(p, seed, judge=judge)
+        rows += answer_rows(p, load_seed_gold(SEED_HELDOUT, "seed_heldout"), judge=judge)  # unseen questions
         llm_runs.append((p, seed, spread(seed.items, args.llm_limit)))
         # 2. CMRC2018 dev (simplified) and DRCD dev (traditional): corpus = all paragraphs.
         for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd)):
@@ -276,12 +287,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             docs = [Document(pid, text) for pid, text in ds.corpus.items()]
             p = make_pipeline(settings, embedder, docs, Path(tmp) / name, reranker)
             rows += retrieval_rows(p, ds, modes)
-            rows += answer_rows(p, ds, ds.items[: args.answer_limit])
+            rows += answer_rows(p, ds, ds.items[: args.answer_limit], judge=judge)
             if not args.no_peer:
                 rows += peer_rows(ds, p, model_path(settings.models_dir, settings.model_name))
         # 3. RGB zh: noise robustness (positives + negatives) and negative rejection (negatives only).
         if "rgb" in args.sets:
-            rows += rgb_rows(settings, embedder, Path(tmp), args.rgb_limit, llm_runs, args.llm_limit, reranker)
+            rows += rgb_rows(settings, embedder, Path(tmp), args.rgb_limit, llm_runs, args.llm_limit, reranker, judge)
         # 4. The same questions through the LLM generator (--llm / --llm-url), while the indexes exist.
         if args.llm or args.llm_url:
             rows += llm_rows(args, llm_runs)
@@ -298,7 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int,
              llm_runs: list[tuple[Pipeline, Dataset, list[QAItem]]], llm_limit: int,
-             reranker: Any = None) -> list[dict[str, Any]]:
+             reranker: Any = None, judge: Any = None) -> list[dict[str, Any]]:
     ds = load_rgb(limit)
     used: set[str] = set()
     negs: set[str] = set()
@@ -312,14 +323,14 @@ def rgb_rows(settings: Settings, embedder: Any, tmp: Path, limit: int,
     noisy = Dataset("rgb_noise", {k: ds.corpus[k] for k in used}, ds.items, ds.relevant)
     p = make_pipeline(settings, embedder, [Document(k, ds.corpus[k]) for k in sorted(used)], tmp / "rgb", reranker)
     modes = ("hybrid", "hybrid+rerank") if reranker is not None else ("hybrid",)
-    rows = retrieval_rows(p, noisy, modes) + answer_rows(p, noisy)
+    rows = retrieval_rows(p, noisy, modes) + answer_rows(p, noisy, judge=judge)
     llm_runs.append((p, noisy, spread(noisy.items, llm_limit)))
     # Negative rejection: the positives are gone, the answer must be a refusal.
     only_neg = [Document(k, ds.corpus[k]) for k in sorted(negs - set().union(*ds.relevant.values()))]
     p = make_pipeline(settings, embedder, only_neg, tmp / "rgb_neg")
     rej = Dataset("rgb_reject", {}, [QAItem(it.qid, it.query, it.lang, [], False) for it in ds.items], {})
     llm_runs.append((p, rej, spread(rej.items, llm_limit)))
-    return rows + answer_rows(p, rej)
+    return rows + answer_rows(p, rej, judge=judge)
 
 
 def main() -> None:
@@ -331,6 +342,8 @@ def main() -> None:
     ap.add_argument("--rgb-limit", type=int, default=100)
     ap.add_argument("--full", action="store_true", help="all queries of every set")
     ap.add_argument("--no-peer", action="store_true", help="skip the txtai peer baseline")
+    ap.add_argument("--judge", action="store_true", help="also score every extractive answer after the "
+                    "EmbeddingGemma refusal judge (RAG_JUDGE_MIN_COS; `make gemma`)")
     ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "rgb"])
     ap.add_argument("--rerank", choices=["auto", "gemma", "none"], default="auto",
                     help="hybrid+rerank rows: auto = when EmbeddingGemma is installed (`make gemma`)")

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     candidate_factor: int = Field(4, ge=1, description="Each retriever returns top_k * factor candidates")
     rerank: Literal["none", "gemma"] = Field("none", description="none | gemma: rerank the fused top-N with "
                                              "EmbeddingGemma-300m (`make gemma`; loaded with the index)")
+    judge: Literal["none", "gemma"] = Field("none", description="none | gemma: a second refusal judge for "
+                                            "extractive answers: refused when EmbeddingGemma scores every cited "
+                                            "sentence below judge_min_cos (`make gemma`)")
+    judge_min_cos: float = Field(0.55, ge=-1.0, le=1.0, description="EmbeddingGemma query-sentence cosine an "
+                                 "extractive answer needs under judge=gemma (fitted on RGB questions outside the "
+                                 "eval sample, CMRC and the seed set)")
     crosslingual: bool = Field(True, description="English questions: translate them into Chinese terms with "
                                "CC-CEDICT for BM25 and sentence ranking (rag/crosslingual.py)")
     rerank_top_n: int = Field(20, ge=2, le=200, description="Fused candidates the reranker scores")

@@ -16,7 +16,7 @@ from rag import store
 from rag.config import Settings
 from rag.crosslingual import Translator, create_translator
 from rag.errors import InvalidInputError, NotFoundError
-from rag.generate import Calibration, ExtractiveGenerator
+from rag.generate import REFUSAL, Calibration, ExtractiveGenerator, language
 from rag.ingest import build_bm25
 from rag.rerank import Reranker, create_reranker, rerank_hits
 from rag.retrieve import MODES, hybrid
@@ -38,12 +38,25 @@ def bm25_idf(index: IndexData) -> dict[str, float]:
     return {t: float(idf[i]) for t, i in bm.vocab_dict.items() if i < len(idf)}
 
 
+def judged(judge: Reranker, query: str, ans: Answer, min_cos: float, sentences: int = 3) -> Answer:
+    """An extractive answer the judge model does not see supported by any of its first cited sentences
+    becomes a refusal (RGB's same-event distractors pass the extractive checks more often than this)."""
+    ans.mode = "extractive+judge"
+    if not ans.answerable or not ans.citations or has_cjk(query) != has_cjk(ans.citations[0].quote):
+        return ans  # cross-lingual cosines run lower: the judge's threshold was fitted within one language
+    if max(judge.rerank(query, [c.quote for c in ans.citations[:sentences]])) >= min_cos:
+        return ans
+    return Answer("", False, [], ans.hits, REFUSAL[language(query)], mode=ans.mode,
+                  warnings=["the refusal judge found no cited sentence close enough to the question"])
+
+
 class Pipeline:
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
-                 reranker: Reranker | None = None) -> None:
+                 reranker: Reranker | None = None, judge: Reranker | None = None) -> None:
         self.settings = settings
         self._embedder = embedder
         self._reranker = reranker
+        self._judge = judge
         self.index: IndexData | None = None
         self.generator: ExtractiveGenerator | None = None
         self.translator: Translator | None = None
@@ -65,6 +78,14 @@ class Pipeline:
             self._reranker = create_reranker(self.settings.rerank, self.settings.models_dir)
         return self._reranker
 
+    @property
+    def judge(self) -> Reranker | None:
+        """The refusal judge ``settings.judge`` names (the reranker's model when both are gemma), else None."""
+        if self._judge is None and self.settings.judge != "none":
+            same = self.settings.rerank == self.settings.judge
+            self._judge = self.reranker if same else create_reranker(self.settings.judge, self.settings.models_dir)
+        return self._judge
+
     def load(self) -> Pipeline:
         """Load model and the current index version (raises typed errors on mismatch/corruption)."""
         index = store.load(Path(self.settings.index_dir))
@@ -77,8 +98,9 @@ class Pipeline:
         idf = bm25_idf(index)
         translator = create_translator(idf) if self.settings.crosslingual else None
         gen = ExtractiveGenerator(self.embedder, idf, index.size, Calibration.load(), translate=translator)
-        if self.reranker is not None:  # at startup (the API lifespan), not on the first query
-            self.reranker.load()
+        for model in (self.reranker, self.judge):  # at startup (the API lifespan), not on the first query
+            if model is not None:
+                model.load()
         with self._lock:  # swap both at once; in-flight queries keep their old references
             self.index, self.generator, self.translator = index, gen, translator
         return self
@@ -144,6 +166,10 @@ class Pipeline:
         t0 = time.perf_counter()
         ans = gen.answer(query.strip(), qvec, hits)
         timings["generate_ms"] = (time.perf_counter() - t0) * 1000
+        if self.judge is not None:
+            t1 = time.perf_counter()
+            ans = judged(self.judge, query.strip(), ans, self.settings.judge_min_cos)
+            timings["judge_ms"] = (time.perf_counter() - t1) * 1000
         ans.timings = {k: round(v, 2) for k, v in timings.items() if not math.isnan(v)}
         return ans
 

@@ -130,3 +130,52 @@ def test_rerank_lifts_gold_to_first(gemma: BiEncoderReranker, seed_pipeline) -> 
 def test_pipeline_rerank_flag_needs_a_reranker(seed_pipeline) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInputError, match="RAG_RERANK=gemma"):
         seed_pipeline.search("数字经济", 5, "hybrid", rerank=True)
+
+
+def test_refusal_judge_turns_unsupported_answers_into_refusals() -> None:
+    """The judge refuses an extractive answer when no cited sentence scores at least ``min_cos``; refusals
+    stay refusals, and every judged answer says it was judged."""
+    from rag.pipeline import judged
+    from rag.types import Answer, Citation
+
+    class Fixed:
+        name = "fixed"
+
+        def __init__(self, score: float) -> None:
+            self.score = score
+
+        def load(self) -> None:
+            pass
+
+        def rerank(self, query: str, passages: list[str]) -> list[float]:
+            return [self.score] * len(passages)
+
+    hit = _hits(["稀土新材料产业规模达到500亿元。"])[0]
+
+    def answer() -> Answer:
+        return Answer("500亿元[1]", True, [Citation(1, hit, hit.chunk.text, 0, len(hit.chunk.text), True, 0.9)],
+                      [hit], short_answer="500亿元")
+
+    kept = judged(Fixed(0.7), "稀土产业规模多大？", answer(), 0.55)
+    assert kept.answerable and kept.short_answer == "500亿元" and kept.mode == "extractive+judge"
+    refused = judged(Fixed(0.4), "稀土产业规模多大？", answer(), 0.55)
+    assert not refused.answerable and refused.citations == [] and refused.short_answer == ""
+    assert refused.message and refused.warnings and refused.hits == [hit]  # the passages stay inspectable
+    no = judged(Fixed(0.9), "q", Answer("", False, [], [hit], "not in the documents"), 0.55)
+    assert not no.answerable  # a judge never turns a refusal into an answer
+    xl = judged(Fixed(0.4), "How large is the rare earth industry?", answer(), 0.55)
+    assert xl.answerable  # an English question over Chinese text: not judged (threshold fitted within a language)
+
+
+@needs_gemma
+def test_gemma_judge_keeps_seed_answers(seed_index, real_embedder, settings) -> None:  # type: ignore[no-untyped-def]
+    """With RAG_JUDGE=gemma the real judge loads with the index and keeps answerable seed questions answered."""
+    from eval.data import load_seed_gold
+    from rag.pipeline import Pipeline
+
+    p = Pipeline(settings.model_copy(update={"index_dir": seed_index, "judge": "gemma"}),
+                 embedder=real_embedder).load()
+    items = [it for it in load_seed_gold().items if it.answerable and it.lang != "en"][:20]
+    answers = [p.ask(it.query, 5) for it in items]
+    assert all(a.mode == "extractive+judge" and "judge_ms" in a.timings for a in answers)
+    assert sum(a.answerable for a in answers) >= 16
