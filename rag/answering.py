@@ -56,10 +56,9 @@ def _prepare(pipeline: Any, query: str, top_k: int, mode: str, filters: Any = No
     hits, qvec = (pipeline.search(query, top_k, "hybrid", timings) if filters is None
                   else pipeline.search(query, top_k, "hybrid", timings, filters))
     q = query.strip()
-    gen = pipeline.generator
-    assert gen is not None and qvec is not None
+    assert qvec is not None
     t1 = time.perf_counter()
-    base = gen.answer(q, qvec, hits)  # ExtractiveGenerator.score + answerable: the refusal decision
+    base = pipeline.extractive(q, qvec, hits, timings)  # the refusal decision (and the judge, when set)
     timings["extractive_ms"] = (time.perf_counter() - t1) * 1000
     settings = getattr(pipeline, "settings", None)
     return _Prepared(q, hits, qvec, base, timings, t0, bool(getattr(settings, "llm_refusal", True)))

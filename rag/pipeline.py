@@ -161,16 +161,22 @@ class Pipeline:
     def ask(self, query: str, top_k: int = 5, filters: Filters | None = None) -> Answer:
         timings: dict[str, float] = {}
         hits, qvec = self.search(query, top_k, "hybrid", timings, filters)
+        assert qvec is not None
+        ans = self.extractive(query.strip(), qvec, hits, timings)
+        ans.timings = {k: round(v, 2) for k, v in timings.items() if not math.isnan(v)}
+        return ans
+
+    def extractive(self, query: str, qvec: np.ndarray, hits: list[Hit], timings: dict[str, float]) -> Answer:
+        """The extractive answer over ``hits`` (the refusal decision), through the judge when one is set."""
         gen = self.generator
-        assert gen is not None and qvec is not None
+        assert gen is not None
         t0 = time.perf_counter()
-        ans = gen.answer(query.strip(), qvec, hits)
+        ans = gen.answer(query, qvec, hits)
         timings["generate_ms"] = (time.perf_counter() - t0) * 1000
         if self.judge is not None:
             t1 = time.perf_counter()
-            ans = judged(self.judge, query.strip(), ans, self.settings.judge_min_cos)
+            ans = judged(self.judge, query, ans, self.settings.judge_min_cos)
             timings["judge_ms"] = (time.perf_counter() - t1) * 1000
-        ans.timings = {k: round(v, 2) for k, v in timings.items() if not math.isnan(v)}
         return ans
 
     def update(self, upserts: list[Document], deletes: list[str] | None = None):  # type: ignore[no-untyped-def]

@@ -30,6 +30,21 @@ class ByLength:
         return [float(len(p)) for p in passages]
 
 
+class Fixed:
+    """A judge that gives every passage the same score."""
+
+    name = "fixed"
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+
+    def load(self) -> None:
+        pass
+
+    def rerank(self, query: str, passages: list[str]) -> list[float]:
+        return [self.score] * len(passages)
+
+
 def _hits(texts: list[str]) -> list[Hit]:
     return [Hit(Chunk(i, f"d{i}", t, 0, len(t)), 1.0 / (60 + i + 1), i + 1) for i, t in enumerate(texts)]
 
@@ -138,18 +153,6 @@ def test_refusal_judge_turns_unsupported_answers_into_refusals() -> None:
     from rag.pipeline import judged
     from rag.types import Answer, Citation
 
-    class Fixed:
-        name = "fixed"
-
-        def __init__(self, score: float) -> None:
-            self.score = score
-
-        def load(self) -> None:
-            pass
-
-        def rerank(self, query: str, passages: list[str]) -> list[float]:
-            return [self.score] * len(passages)
-
     hit = _hits(["稀土新材料产业规模达到500亿元。"])[0]
 
     def answer() -> Answer:
@@ -179,3 +182,15 @@ def test_gemma_judge_keeps_seed_answers(seed_index, real_embedder, settings) -> 
     answers = [p.ask(it.query, 5) for it in items]
     assert all(a.mode == "extractive+judge" and "judge_ms" in a.timings for a in answers)
     assert sum(a.answerable for a in answers) >= 16
+
+
+def test_http_answer_path_goes_through_the_judge(seed_index, real_embedder, settings) -> None:  # type: ignore[no-untyped-def]
+    """The API's answer path (rag.answering) takes the judge's verdict like Pipeline.ask does."""
+    from rag.answering import answer
+    from rag.pipeline import Pipeline
+
+    q = "呼和浩特市科技创新发展指数排名第几？"
+    s = settings.model_copy(update={"index_dir": seed_index})
+    assert answer(Pipeline(s, embedder=real_embedder, judge=Fixed(0.9)).load(), q, 5, "extractive").answerable
+    a = answer(Pipeline(s, embedder=real_embedder, judge=Fixed(0.1)).load(), q, 5, "extractive")
+    assert not a.answerable and "judge_ms" in a.timings and a.warnings
