@@ -45,6 +45,15 @@ def embed_chunks(embedder: Embedder, chunks: list[Chunk], batch_size: int = 64,
     return out
 
 
+# BM25 parameters and tokenizer, recorded in every version's manifest.
+BM25_META = {"k1": 1.5, "b": 0.75, "tokenizer": TOKENIZER}
+
+
+def same_tokenizer(manifest: dict[str, Any]) -> bool:
+    """The version's BM25 tokens were made by this release's tokenizer (else they are re-made)."""
+    return bool(manifest.get("bm25", {}).get("tokenizer") == TOKENIZER)
+
+
 def build_bm25(chunks: list[Chunk], cache: dict[int, list[str]] | None = None) -> Any:
     """Fit BM25 over the chunks; tokens of chunks in ``cache`` (from the previous version's
     tokens.jsonl) are reused, so an incremental update only tokenises new text."""
@@ -76,7 +85,7 @@ def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk
     vectors = embed_chunks(embedder, chunks, batch_size, progress)
     bm = build_bm25(chunks)
     manifest = {"model": embedder.name, "dim": embedder.dim, "chunk_size": chunk_size,
-                "chunk_overlap": overlap, "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": TOKENIZER},
+                "chunk_overlap": overlap, "bm25": dict(BM25_META),
                 "dense": {"store": vector_store, "metric": "cosine"}}
     from rag.vectors import build_store
 

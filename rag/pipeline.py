@@ -17,7 +17,7 @@ from rag.config import Settings
 from rag.crosslingual import Translator, create_translator
 from rag.errors import InvalidInputError, NotFoundError
 from rag.generate import REFUSAL, Calibration, ExtractiveGenerator, language
-from rag.ingest import build_bm25
+from rag.ingest import build_bm25, same_tokenizer
 from rag.rerank import Reranker, create_reranker, rerank_hits
 from rag.retrieve import MODES, hybrid
 from rag.store import IndexData
@@ -90,10 +90,10 @@ class Pipeline:
         """Load model and the current index version (raises typed errors on mismatch/corruption)."""
         index = store.load(Path(self.settings.index_dir))
         store.check_model(index.manifest, self.embedder.name, self.embedder.dim)
-        built_by = index.manifest.get("bm25", {}).get("tokenizer")
-        if index.bm25 is not None and built_by != TOKENIZER:  # an index from an older release
+        if index.bm25 is not None and not same_tokenizer(index.manifest):  # an index from an older release
             logger.warning("BM25 was built by tokenizer %r, this release uses %r: re-tokenised in memory "
-                           "(the next upload or `rag ingest --rebuild` writes it)", built_by, TOKENIZER)
+                           "(the next upload or `rag ingest --rebuild` writes it)",
+                           index.manifest.get("bm25", {}).get("tokenizer"), TOKENIZER)
             index.bm25 = build_bm25([index.chunks[int(i)] for i in index.bm25_ids])
         idf = bm25_idf(index)
         translator = create_translator(idf) if self.settings.crosslingual else None

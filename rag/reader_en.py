@@ -29,17 +29,20 @@ _TITLE = r"(?:(?:Professor|Prof\.|Dr\.|Mr\.|Ms\.|Mrs\.|President|Premier|Ministe
 NAME_EN = re.compile(_TITLE + r"[A-Z][a-z]+(?:[-\s][A-Z][a-z]+){1,3}")
 
 
-def _near(q_tokens: set[str], s: str, a: int, b: int) -> float:
-    """How close the span is to the question's words in the sentence: 1 / (1 + words between)."""
-    best = None
+def _anchors(q_tokens: set[str], s: str) -> list[tuple[int, int]]:
+    """Spans of the sentence's words that are the question's words (tokenised once per sentence)."""
+    out = []
     for m in re.finditer(r"[A-Za-z0-9]+", s):
-        if m.start() >= a and m.end() <= b:
-            continue
         toks = tokenize(m.group())
         if toks and toks[0] in q_tokens:
-            gap = len(re.findall(r"\S+", s[m.end():a] if m.end() <= a else s[b:m.start()]))
-            best = gap if best is None else min(best, gap)
-    return 0.0 if best is None else 1.0 / (1.0 + best)
+            out.append(m.span())
+    return out
+
+
+def _near(anchors: list[tuple[int, int]], s: str, a: int, b: int) -> float:
+    """How close the span is to the question's words in the sentence: 1 / (1 + words between)."""
+    gaps = [len(re.findall(r"\S+", s[e:a] if e <= a else s[b:st])) for st, e in anchors if not (st >= a and e <= b)]
+    return 1.0 / (1.0 + min(gaps)) if gaps else 0.0
 
 
 def read_english(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]],
@@ -54,6 +57,7 @@ def read_english(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]
     best: tuple[float, str, Hit, Sentence] | None = None
     for rank, (_sc, hit, sent, _c) in enumerate(ranked[:sentences]):
         s = sent.text
+        anchors = _anchors(q_tokens, s)
         for m in pattern.finditer(s):
             text = m.group().strip(" ,.")
             if not text or set(re.findall(r"\d[\d,.]*", text)) & q_numbers:
@@ -62,7 +66,7 @@ def read_english(query: str, ranked: Sequence[tuple[float, Hit, Sentence, float]
                 continue  # a name the question already holds
             if q.kind == "number" and re.fullmatch(r"(?:1[5-9]|20)\d\d", text):
                 continue  # a bare year is no amount
-            score = _near(q_tokens, s, m.start(), m.end()) - 0.25 * rank
+            score = _near(anchors, s, m.start(), m.end()) - 0.25 * rank
             if best is None or score > best[0]:
                 best = (score, text, hit, sent)
     if best is None or best[0] <= 0:

@@ -44,10 +44,9 @@ def bm25_scores(index: IndexData, tokens: list[str], allowed: np.ndarray | None 
 
 
 def _top(index: IndexData, scores: np.ndarray | None, k: int) -> Ranked:
-    k = min(k, int((scores > 0).sum())) if scores is not None else 0
-    if k <= 0:
+    k = 0 if scores is None else min(k, int((scores > 0).sum()))
+    if scores is None or k <= 0:
         return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
-    assert scores is not None
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
     return Ranked(np.asarray(index.bm25_ids[top], np.int64), scores[top])
@@ -65,9 +64,14 @@ def _rerank_union(index: IndexData, qvec: np.ndarray, scores: np.ndarray | None,
     union = np.union1d(dense.ids, lex.ids).astype(np.int64)
     if len(union) == 0:
         return dense, lex
-    dscore = (index.dense.reconstruct(union) @ qvec.reshape(-1)).astype(np.float32)
-    order = np.argsort(-dscore, kind="stable")
-    dense = Ranked(union[order], dscore[order])
+    # cosines dense search already returned are kept; only the BM25-only chunks' vectors are read back
+    missing = np.setdiff1d(lex.ids, dense.ids).astype(np.int64)
+    if len(missing):
+        got = (index.dense.reconstruct(missing) @ qvec.reshape(-1)).astype(np.float32)
+        ids = np.concatenate([np.asarray(dense.ids, np.int64), missing])
+        dscore = np.concatenate([np.asarray(dense.scores, np.float32), got])
+        order = np.argsort(-dscore, kind="stable")
+        dense = Ranked(ids[order], dscore[order])
     if scores is None:
         return dense, lex
     bscore = scores[index.bm25_row(union)]

@@ -19,8 +19,7 @@ import numpy as np
 from embeddings.base import Embedder
 from rag import store
 from rag.errors import InvalidInputError, NotFoundError
-from rag.ingest import build_bm25, chunk_all, embed_chunks
-from rag.text import TOKENIZER
+from rag.ingest import BM25_META, build_bm25, chunk_all, embed_chunks, same_tokenizer
 from rag.types import Chunk, Document
 from rag.vectors import build_store
 
@@ -88,13 +87,11 @@ def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], 
     vectors = np.vstack([kept_vecs, new_vecs]).astype(np.float32) if chunks else np.zeros((0, embedder.dim))
     manifest: dict[str, Any] = dict(current.manifest) if current else {
         "model": embedder.name, "dim": embedder.dim, "chunk_size": chunk_size, "chunk_overlap": overlap,
-        "bm25": {"k1": 1.5, "b": 0.75, "tokenizer": TOKENIZER},
         "dense": {"store": vector_store, "metric": "cosine"}}
+    manifest["bm25"] = dict(BM25_META)
     # tokens of the last version are reused only if the same tokenizer made them
-    reuse = current is not None and current.manifest.get("bm25", {}).get("tokenizer") == TOKENIZER
-    manifest["bm25"] = {**manifest.get("bm25", {}), "tokenizer": TOKENIZER}
-    bm = build_bm25(chunks, store.read_tokens(current.path) if current is not None and reuse else None) \
-        if chunks else None
+    cache = store.read_tokens(current.path) if current is not None and same_tokenizer(current.manifest) else None
+    bm = build_bm25(chunks, cache) if chunks else None
     ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
     dense = build_store(vector_store, embedder.dim, ids, vectors, index_kind)
     path = store.save(index_dir, manifest, chunks, list(docs.values()), dense, bm)

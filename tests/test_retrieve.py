@@ -67,7 +67,8 @@ def test_fusion_scores_each_candidate_by_both_retrievers(small_index):
     missed = [int(c) for c in ids if int(c) not in found]
     assert found and missed
     # dense "returned" only a chunk BM25 misses, BM25 only its own hit
-    dense, lex = _rerank_union(small_index, qvec, scores, Ranked(np.array(missed[:1]), np.ones(1, np.float32)),
+    own = small_index.dense.reconstruct(np.array(missed[:1])) @ qvec  # the cosine dense search returns
+    dense, lex = _rerank_union(small_index, qvec, scores, Ranked(np.array(missed[:1]), own.astype(np.float32)),
                                Ranked(np.array(found[:1]), np.ones(1, np.float32)))
     assert sorted(dense.ids.tolist()) == sorted([missed[0], found[0]])
     want = small_index.dense.reconstruct(dense.ids) @ qvec
