@@ -107,3 +107,33 @@ def load_rgb(limit: int | None = None, seed: int = 0) -> Dataset:
     if limit and len(items) > limit:
         items = random.Random(seed).sample(items, limit)
     return Dataset("rgb_zh", corpus, items, {it.qid: rel[it.qid] for it in items})
+
+
+CJRC = SHARED_DATA / "train" / "eval_only" / "cjrc_dev" / "dev_ground_truth.json"
+
+
+def load_cjrc(limit: int | None = None, seed: int = 0, path: Path = CJRC) -> Dataset:
+    """CJRC (CAIL2019 reading comprehension) dev, evaluation only: court judgments, corpus = every case text.
+
+    Its ``is_impossible`` is noisy: a question is unanswerable when most of its references are empty (then the
+    right answer is a refusal). YES/NO questions (``answer_start`` -1) are left out: an extractive reader cannot
+    say yes or no."""
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    corpus: dict[str, str] = {}
+    items: list[QAItem] = []
+    rel: dict[str, set[str]] = {}
+    for art in data:
+        for i, para in enumerate(art["paragraphs"]):
+            pid = f"cjrc-{art.get('caseid', len(corpus))}-{i}"
+            corpus[pid] = para["context"]
+            for qa in para["qas"]:
+                refs = [a["text"].strip() for a in qa.get("answers", [])]
+                if any(r in ("YES", "NO") for r in refs):
+                    continue
+                answerable = sum(1 for r in refs if r) * 2 > len(refs)
+                answers = list(dict.fromkeys(r for r in refs if r)) if answerable else []
+                items.append(QAItem(f"cjrc-{qa['id']}", qa["question"], "zh-Hans", answers, answerable))
+                rel[items[-1].qid] = {pid}
+    if limit and len(items) > limit:
+        items = random.Random(seed).sample(items, limit)
+    return Dataset("cjrc_dev", corpus, items, {it.qid: rel[it.qid] for it in items})

