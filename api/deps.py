@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.security import AuthError, check_access
-from rag.config import Settings
-from rag.errors import IndexNotFoundError
+from rag.core.config import Settings
+from rag.core.errors import IndexNotFoundError
 from rag.pipeline import Pipeline
 
 

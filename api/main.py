@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import observability
 from api.routes import answer, chat, dify, documents, health, search
 from api.security import AuthError, RateLimiter, check_access
-from rag import errors
-from rag.config import Settings
+from rag.core import errors
+from rag.core.config import Settings
 from rag.llm import create_generator
 from rag.pipeline import Pipeline
 

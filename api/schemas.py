@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.types import Answer, Citation, Filters, Hit
+from rag.core.types import Answer, Citation, Filters, Hit
 
 MAX_QUERY = 1000
 

@@ -9,7 +9,7 @@ from collections import deque
 
 from fastapi import Request
 
-from rag.config import Settings
+from rag.core.config import Settings
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 

@@ -33,10 +33,10 @@ import faiss  # noqa: E402
 
 from eval.data import load_cmrc, load_drcd  # noqa: E402
 from rag import store  # noqa: E402
-from rag.config import Settings  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
+from rag.core.text import tokenize_many  # noqa: E402
+from rag.core.types import Chunk, Document  # noqa: E402
 from rag.ingest import chunk_all, embed_chunks  # noqa: E402
-from rag.text import tokenize_many  # noqa: E402
-from rag.types import Chunk, Document  # noqa: E402
 from rag.vectors import FaissStore  # noqa: E402
 
 log = logging.getLogger("bench")

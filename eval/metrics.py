@@ -8,7 +8,7 @@ import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from rag.text import normalize
+from rag.core.text import normalize
 
 _PUNCT = re.compile(r"[\s" + re.escape(string.punctuation) + r"，。！？；：、“”‘’（）《》【】「」『』…—·]+")
 

@@ -23,11 +23,11 @@ from typing import Any
 from eval import metrics as M
 from eval.data import ROOT, SEED_HELDOUT, Dataset, QAItem, load_cmrc, load_drcd, load_rgb, load_seed_gold
 from rag import answering
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.types import Answer, Document
 from rag.ingest import build_index
 from rag.loaders import load_path
 from rag.pipeline import Pipeline, judged
-from rag.types import Answer, Document
 
 logger = logging.getLogger("eval")
 KS = (1, 3, 5, 10, 20)

@@ -23,10 +23,10 @@ from typing import Any, Literal
 import numpy as np
 
 from rag.citations import MARKER, split_sentences, strip_markers, verify_citations
-from rag.errors import GeneratorError, InvalidInputError
+from rag.core.errors import GeneratorError, InvalidInputError
+from rag.core.types import Answer, Citation, Hit
 from rag.generate import REFUSAL, language
 from rag.llm import PROMPT_PASSAGES, build_messages, is_refusal
-from rag.types import Answer, Citation, Hit
 
 logger = logging.getLogger(__name__)
 

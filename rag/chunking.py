@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from rag.clean import CLOSERS, Paragraph, clean, title_of
-from rag.types import Chunk, Document, Sentence
+from rag.core.types import Chunk, Document, Sentence
 
 # A sentence ends at 。！？；!? (or '. ' in Latin text), plus any closing quotes/brackets.
 _SENT_END = re.compile(rf"(?:[。！？；;!?…]+|(?<=[a-z0-9\)])\.(?=\s))[{re.escape(CLOSERS)}]*")

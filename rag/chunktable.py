@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.types import Chunk
+from rag.core.types import Chunk
 
 IDX_FILE = "chunks.idx.npy"
 DOCS_FILE = "doc_chunks.json"

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embeddings.base import Embedder
-from rag.text import char_bigrams, normalize
-from rag.types import Chunk, Citation, Hit, Sentence
+from rag.core.text import char_bigrams, normalize
+from rag.core.types import Chunk, Citation, Hit, Sentence
 
 # Thresholds (first settings, chosen on hand-checked LLM answers over the seed documents; eval can refit
 # them with support()):

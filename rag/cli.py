@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rag.config import Settings
-from rag.errors import RagError
+from rag.core.config import Settings
+from rag.core.errors import RagError
 
 app = typer.Typer(help="Policy-document retrieval and cited QA.", no_args_is_help=True)
 console = Console(stderr=True)

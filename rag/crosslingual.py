@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rag.text import STOPWORDS, normalize
+from rag.core.text import STOPWORDS, normalize
 
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _SKIP = re.compile(r"^(?:variant of|old variant|see |surname |cl:|abbr|used in|classifier|also written|"

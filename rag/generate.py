@@ -17,10 +17,10 @@ import jieba
 import numpy as np
 
 from embeddings.base import Embedder
+from rag.core.text import STOPWORDS, has_cjk, normalize
+from rag.core.types import Answer, Citation, Hit, Sentence
 from rag.reader import WH, ShortAnswer, analyse, fits_type, read
 from rag.reader_en import read_english
-from rag.text import STOPWORDS, has_cjk, normalize
-from rag.types import Answer, Citation, Hit, Sentence
 
 REFUSAL = {
     "zh-Hans": "文档中没有找到这个问题的答案。",
@@ -32,7 +32,7 @@ REFUSAL = {
 def language(text: str) -> str:
     if not has_cjk(text):
         return "en"
-    from rag.text import _t2s
+    from rag.core.text import _t2s
 
     return "zh-Hant" if _t2s().convert(text) != text else "zh-Hans"
 

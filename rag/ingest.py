@@ -12,8 +12,8 @@ import numpy as np
 from embeddings.base import Embedder
 from rag import store
 from rag.chunking import chunk_document
-from rag.text import TOKENIZER, tokenize_many
-from rag.types import Chunk, Document
+from rag.core.text import TOKENIZER, tokenize_many
+from rag.core.types import Chunk, Document
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk
     for d in docs:
         assign_pages(d, [c for c in chunks if c.doc_id == d.doc_id])
     if not chunks:
-        from rag.errors import InvalidInputError
+        from rag.core.errors import InvalidInputError
 
         raise InvalidInputError("no indexable text found in the given documents")
     vectors = embed_chunks(embedder, chunks, batch_size, progress)

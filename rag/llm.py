@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from rag.errors import GeneratorError
+from rag.core.errors import GeneratorError
+from rag.core.text import normalize
+from rag.core.types import Answer, Hit
 from rag.generate import REFUSAL, language
-from rag.text import normalize
-from rag.types import Answer, Hit
 
 logger = logging.getLogger(__name__)
 

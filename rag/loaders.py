@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.errors import InvalidInputError
-from rag.types import Document
+from rag.core.errors import InvalidInputError
+from rag.core.types import Document
 
 logger = logging.getLogger(__name__)
 

@@ -13,16 +13,16 @@ import numpy as np
 from embeddings.base import Embedder
 from embeddings.factory import create_embedder
 from rag import store
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.errors import InvalidInputError, NotFoundError
+from rag.core.text import TOKENIZER, has_cjk
+from rag.core.types import Answer, Document, Filters, Hit
 from rag.crosslingual import Translator, create_translator
-from rag.errors import InvalidInputError, NotFoundError
 from rag.generate import REFUSAL, Calibration, ExtractiveGenerator, language
 from rag.ingest import build_bm25, same_tokenizer
 from rag.rerank import Reranker, create_reranker, rerank_hits
 from rag.retrieve import MODES, hybrid
 from rag.store import IndexData
-from rag.text import TOKENIZER, has_cjk
-from rag.types import Answer, Document, Filters, Hit
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from rag.text import has_cjk, normalize
-from rag.types import Hit, Sentence
+from rag.core.text import has_cjk, normalize
+from rag.core.types import Hit, Sentence
 
 UNITS = ("万平方公里 平方公里 平方米 立方米 万千瓦时 千瓦时 万千瓦 千瓦 兆瓦 吉瓦 "
          "万吨 公斤 千克 吨 公里 千米 厘米 毫米 米 亩 "

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from rag.core.text import tokenize
+from rag.core.types import Hit, Sentence
 from rag.reader import ShortAnswer, analyse
-from rag.text import tokenize
-from rag.types import Hit, Sentence
 
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
           "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred dozen").split()

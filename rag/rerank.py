@@ -19,9 +19,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.errors import InvalidInputError, ModelNotInstalledError
+from rag.core.errors import InvalidInputError, ModelNotInstalledError
+from rag.core.types import Hit
 from rag.generate import SentenceVectors
-from rag.types import Hit
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rag.core.text import tokenize
+from rag.core.types import Hit
 from rag.store import IndexData
-from rag.text import tokenize
-from rag.types import Hit
 
 MODES = ("hybrid", "dense", "bm25")
 

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from rag.chunktable import ChunkTable, write_sidecars
-from rag.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
-from rag.types import Chunk, Document
+from rag.core.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from rag.core.types import Chunk, Document
 from rag.vectors import VectorStore, load_store
 
 logger = logging.getLogger(__name__)

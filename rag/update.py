@@ -18,9 +18,9 @@ import numpy as np
 
 from embeddings.base import Embedder
 from rag import store
-from rag.errors import InvalidInputError, NotFoundError
+from rag.core.errors import InvalidInputError, NotFoundError
+from rag.core.types import Chunk, Document
 from rag.ingest import BM25_META, build_bm25, chunk_all, embed_chunks, same_tokenizer
-from rag.types import Chunk, Document
 from rag.vectors import build_store
 
 logger = logging.getLogger(__name__)

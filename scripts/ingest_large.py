@@ -252,7 +252,7 @@ class PhaseTimer:
 
 
 def make_embedder(real: bool) -> tuple[Any, str]:
-    from rag.config import Settings
+    from rag.core.config import Settings
 
     s = Settings()
     if not real:
@@ -292,7 +292,7 @@ def sample_queries(index_dir: Path, emb: Any, n: int = 20) -> dict[str, Any]:
 
 def ingest(files: list[Path], index_dir: Path, emb: Any, batch: int, vector_store: str,
            max_batches: int | None, log: Callable[[str], None]) -> dict[str, Any]:
-    from rag.config import Settings
+    from rag.core.config import Settings
     from rag.loaders import load_file
     from rag.update import apply_changes
 

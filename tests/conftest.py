@@ -20,7 +20,7 @@ SEEDS = ROOT / "seeds"
 
 @pytest.fixture(scope="session")
 def settings():  # type: ignore[no-untyped-def]
-    from rag.config import Settings
+    from rag.core.config import Settings
 
     return Settings()
 

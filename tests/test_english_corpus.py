@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.types import Document
+from rag.core.types import Document
 
 FUNDING = """Inner Mongolia Science and Technology Funding Measures
 

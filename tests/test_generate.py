@@ -1,8 +1,8 @@
 """Extractive generator rules that need no model."""
 
 from embeddings.fake import HashEmbedder
+from rag.core.types import Sentence
 from rag.generate import ExtractiveGenerator
-from rag.types import Sentence
 
 
 def _scored(*texts: str):  # type: ignore[no-untyped-def]

@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from rag.citations import MIN_LEX, split_sentences, support, verify_citations
-from rag.errors import GeneratorError
+from rag.core.errors import GeneratorError
+from rag.core.types import Chunk, Hit, Sentence
 from rag.generate import REFUSAL
 from rag.llm import PROMPT_PASSAGES, SYSTEM, LLMUnavailableError, OpenAICompatGenerator, build_messages
-from rag.types import Chunk, Hit, Sentence
 from tests.conftest import free_port, start_server, stop_server
 
 ANSWERABLE = "京蒙两地政府是什么时候签订《全面深化京蒙协作框架协议》的？"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from rag.core.types import Chunk, Hit, Sentence
 from rag.generate import query_terms
 from rag.reader import analyse, read
-from rag.types import Chunk, Hit, Sentence
 
 
 def ranked(*texts: str) -> list[tuple[float, Hit, Sentence, float]]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from embeddings import fetch_gemma
-from rag.errors import InvalidInputError, ModelNotInstalledError
+from rag.core.errors import InvalidInputError, ModelNotInstalledError
+from rag.core.types import Chunk, Hit
 from rag.rerank import BiEncoderReranker, rerank_hits
-from rag.types import Chunk, Hit
 
 GEMMA = fetch_gemma.gemma_path()
 needs_gemma = pytest.mark.skipif(not fetch_gemma.is_installed(GEMMA),
@@ -150,8 +150,8 @@ def test_pipeline_rerank_flag_needs_a_reranker(seed_pipeline) -> None:  # type: 
 def test_refusal_judge_turns_unsupported_answers_into_refusals() -> None:
     """The judge refuses an extractive answer when no cited sentence scores at least ``min_cos``; refusals
     stay refusals, and every judged answer says it was judged."""
+    from rag.core.types import Answer, Citation
     from rag.pipeline import judged
-    from rag.types import Answer, Citation
 
     hit = _hits(["稀土新材料产业规模达到500亿元。"])[0]
 

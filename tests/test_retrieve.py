@@ -3,10 +3,10 @@ import pytest
 
 from embeddings.fake import HashEmbedder
 from rag import store
+from rag.core.text import normalize, tokenize
+from rag.core.types import Document
 from rag.ingest import build_index
 from rag.retrieve import Ranked, _rerank_union, bm25_scores, hybrid, rrf
-from rag.text import normalize, tokenize
-from rag.types import Document
 
 
 def test_rrf_orders_by_reciprocal_rank_sum():

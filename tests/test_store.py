@@ -5,9 +5,9 @@ import pytest
 
 from embeddings.fake import HashEmbedder
 from rag import store
-from rag.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from rag.core.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from rag.core.types import Chunk, Document
 from rag.ingest import build_index
-from rag.types import Chunk, Document
 
 DOCS = [Document("a.txt", "第一份文件。内容关于科技。"), Document("b.txt", "第二份文件。内容关于人才。")]
 

@@ -7,11 +7,11 @@ import pytest
 
 from embeddings.fake import HashEmbedder
 from rag import store
-from rag.config import Settings
-from rag.errors import InvalidInputError, NotFoundError
+from rag.core.config import Settings
+from rag.core.errors import InvalidInputError, NotFoundError
+from rag.core.types import Document, Filters
 from rag.loaders import check_doc_id, load_bytes
 from rag.pipeline import Pipeline
-from rag.types import Document, Filters
 
 
 def doc(i, text, **meta):
@@ -125,8 +125,8 @@ def test_index_from_an_older_tokenizer_is_retokenised(pipe, tmp_path, monkeypatc
     on load, and the next update writes new tokens instead of reusing the old ones."""
     import json
 
-    import rag.text as text
-    from rag.text import TOKENIZER
+    import rag.core.text as text
+    from rag.core.text import TOKENIZER
 
     class NoStem:
         def stemWord(self, w: str) -> str:  # noqa: N802 - PyStemmer's name

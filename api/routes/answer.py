@@ -16,7 +16,7 @@ from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
 from api.schemas import AskResponse, CitationOut, ErrorResponse, SearchRequest
 from rag import answering
-from rag.types import Answer
+from rag.core.types import Answer
 
 logger = logging.getLogger("api")
 router = APIRouter(prefix="/v1", tags=["answer"], responses={422: {"model": ErrorResponse}},

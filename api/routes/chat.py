@@ -23,8 +23,8 @@ from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
 from api.schemas import CitationOut, ErrorResponse
 from rag import answering
-from rag.errors import InvalidInputError
-from rag.types import Answer
+from rag.core.errors import InvalidInputError
+from rag.core.types import Answer
 
 logger = logging.getLogger("api")
 router = APIRouter(prefix="/v1", tags=["chat"], responses={422: {"model": ErrorResponse}},

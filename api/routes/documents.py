@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PipelineDep, ReadAccess, SettingsDep, WriteAccess, get_pipeline
-from rag.errors import InvalidInputError, NotFoundError
+from rag.core.errors import InvalidInputError, NotFoundError
 from rag.loaders import check_doc_id, load_bytes
 from rag.pipeline import Pipeline
 
