@@ -32,12 +32,13 @@ sys.path.insert(0, str(ROOT))
 import faiss  # noqa: E402
 
 from eval.data import load_cmrc, load_drcd  # noqa: E402
-from rag import store  # noqa: E402
 from rag.core.config import Settings  # noqa: E402
 from rag.core.text import tokenize_many  # noqa: E402
 from rag.core.types import Chunk, Document  # noqa: E402
-from rag.ingest import chunk_all, embed_chunks  # noqa: E402
-from rag.vectors import FaissStore  # noqa: E402
+from rag.index import store  # noqa: E402
+from rag.index.vectors import FaissStore  # noqa: E402
+from rag.ingest.chunking import chunk_all  # noqa: E402
+from rag.ingest.embed import embed_chunks  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -429,7 +430,7 @@ def main() -> None:
         if "peer" not in a.skip:
             cm = load_cmrc(300)
             d = Path(tmp) / "peer"
-            from rag.ingest import build_index
+            from rag.index.build import build_index
 
             build_index(d, [Document(k, v) for k, v in cm.corpus.items()], embedder)
             rel = {it.query: next(iter(cm.relevant[it.qid])) for it in cm.items}

@@ -22,7 +22,7 @@ from eval.run import make_pipeline
 from rag.core.config import Settings
 from rag.core.text import has_cjk
 from rag.generate import CALIBRATION_FILE, Calibration
-from rag.loaders import load_path
+from rag.ingest.loaders import load_path
 
 
 def features(p, items):  # type: ignore[no-untyped-def]

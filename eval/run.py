@@ -25,8 +25,8 @@ from eval.data import ROOT, SEED_HELDOUT, Dataset, QAItem, load_cmrc, load_drcd,
 from rag import answering
 from rag.core.config import Settings
 from rag.core.types import Answer, Document
-from rag.ingest import build_index
-from rag.loaders import load_path
+from rag.index.build import build_index
+from rag.ingest.loaders import load_path
 from rag.pipeline import Pipeline, judged
 
 logger = logging.getLogger("eval")

@@ -35,11 +35,11 @@ def ingest(path: Annotated[Path, typer.Argument(help="File or folder of document
            collection: Annotated[str, typer.Option(help="Collection for these documents")] = "default",
            ) -> None:
     """Add or update documents (unchanged files are skipped); a new index version is switched atomically."""
-    from rag import store
-    from rag.ingest import build_index
-    from rag.loaders import load_path
+    from rag.index import store
+    from rag.index.build import build_index
+    from rag.index.update import apply_changes
+    from rag.ingest.loaders import load_path
     from rag.pipeline import Pipeline
-    from rag.update import apply_changes
 
     s = _settings(index_dir)
     try:

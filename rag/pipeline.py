@@ -12,17 +12,17 @@ import numpy as np
 
 from embeddings.base import Embedder
 from embeddings.factory import create_embedder
-from rag import store
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.text import TOKENIZER, has_cjk
 from rag.core.types import Answer, Document, Filters, Hit
 from rag.crosslingual import Translator, create_translator
 from rag.generate import REFUSAL, Calibration, ExtractiveGenerator, language
-from rag.ingest import build_bm25, same_tokenizer
+from rag.index import store
+from rag.index.bm25 import build_bm25, same_tokenizer
+from rag.index.store import IndexData
 from rag.rerank import Reranker, create_reranker, rerank_hits
 from rag.retrieve import MODES, hybrid
-from rag.store import IndexData
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class Pipeline:
 
     def update(self, upserts: list[Document], deletes: list[str] | None = None):  # type: ignore[no-untyped-def]
         """Apply document changes as a new index version, then switch readers to it."""
-        from rag.update import apply_changes
+        from rag.index.update import apply_changes
 
         s = self.settings
         with self._write_lock:

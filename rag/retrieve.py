@@ -9,7 +9,7 @@ import numpy as np
 
 from rag.core.text import tokenize
 from rag.core.types import Hit
-from rag.store import IndexData
+from rag.index.store import IndexData
 
 MODES = ("hybrid", "dense", "bm25")
 

@@ -12,7 +12,7 @@ Corpus (written once as .txt files under ``--corpus-dir``, reused while its corp
    source paragraph, which is fine for throughput but makes the corpus more redundant than a real one.
 
 Ingestion: the files are taken in order in batches of ``--batch``; each batch goes through
-``rag.update.apply_changes`` (one new index version per batch, switched atomically). A crash or ^C
+``rag.index.update.apply_changes`` (one new index version per batch, switched atomically). A crash or ^C
 loses at most the batch in flight: on restart, batches whose documents are all in the current version
 with the same sha256 are skipped, and within a batch unchanged documents are no-ops.
 
@@ -202,7 +202,7 @@ def indexed_hashes(index_dir: Path) -> dict[str, str]:
 
 
 class PhaseTimer:
-    """Wraps the functions apply_changes calls (by name in rag.update) to split each batch's time."""
+    """Wraps the functions apply_changes calls (by name in rag.index.update) to split each batch's time."""
 
     PHASES = {"load": ("store", "load"), "embed": (None, "embed_chunks"), "bm25": (None, "build_bm25"),
               "vector_store": (None, "build_store"), "save": ("store", "save")}
@@ -212,7 +212,7 @@ class PhaseTimer:
         self._undo: list[Callable[[], None]] = []
 
     def install(self) -> None:
-        import rag.update as upd
+        import rag.index.update as upd
 
         for phase, (mod, name) in self.PHASES.items():
             owner: Any = getattr(upd, mod) if mod else upd
@@ -223,11 +223,11 @@ class PhaseTimer:
 
     def _wrap_reconstruct(self) -> None:
         """Time reading kept vectors back (``current.dense.reconstruct``) on whatever store class loads."""
-        from rag.vectors import FaissStore
+        from rag.index.vectors import FaissStore
 
         classes: list[Any] = [FaissStore]
         try:
-            from rag.vectors.milvus_store import MilvusStore
+            from rag.index.vectors.milvus_store import MilvusStore
 
             classes.append(MilvusStore)
         except ImportError:
@@ -269,7 +269,7 @@ def sample_queries(index_dir: Path, emb: Any, n: int = 20) -> dict[str, Any]:
     """Load the final version and time a few hybrid searches (queries = starts of indexed chunks)."""
     import numpy as np
 
-    from rag import store
+    from rag.index import store
     from rag.retrieve import hybrid
 
     t = time.perf_counter()
@@ -293,8 +293,8 @@ def sample_queries(index_dir: Path, emb: Any, n: int = 20) -> dict[str, Any]:
 def ingest(files: list[Path], index_dir: Path, emb: Any, batch: int, vector_store: str,
            max_batches: int | None, log: Callable[[str], None]) -> dict[str, Any]:
     from rag.core.config import Settings
-    from rag.loaders import load_file
-    from rag.update import apply_changes
+    from rag.index.update import apply_changes
+    from rag.ingest.loaders import load_file
 
     s = Settings()
     timer = PhaseTimer()

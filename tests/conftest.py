@@ -35,8 +35,8 @@ def real_embedder(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def seed_index(tmp_path_factory: pytest.TempPathFactory, real_embedder, settings) -> Path:  # type: ignore[no-untyped-def]
     """A real index over seeds/ built with the real model (once per test session)."""
-    from rag.ingest import build_index
-    from rag.loaders import load_path
+    from rag.index.build import build_index
+    from rag.ingest.loaders import load_path
 
     out = tmp_path_factory.mktemp("seed_index")
     docs, failures = load_path(SEEDS)

@@ -1,7 +1,7 @@
 import pytest
 
-from rag.chunking import chunk_document
 from rag.core.types import Document
+from rag.ingest.chunking import chunk_document
 
 TEXT = "## 第一节\n\n" + "".join(f"第{i}句话讲的是政策内容。" for i in range(40)) + "\n\n## 第二节\n\n结尾一句！\n"
 

@@ -1,4 +1,4 @@
-from rag.clean import clean
+from rag.ingest.clean import clean
 
 RAW = (
     "# 政策标题\n\n□本报记者 张三\n\n"

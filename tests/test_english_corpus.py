@@ -29,7 +29,7 @@ director is Professor Wang Jianguo.
 
 @pytest.fixture(scope="module")
 def english_pipeline(tmp_path_factory, real_embedder, settings):  # type: ignore[no-untyped-def]
-    from rag.ingest import build_index
+    from rag.index.build import build_index
     from rag.pipeline import Pipeline
 
     out = tmp_path_factory.mktemp("english_index")

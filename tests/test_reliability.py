@@ -439,7 +439,7 @@ def cmrc_corpus(folder: Path, n: int = 400) -> list[str]:
 
 @pytest.mark.skipif(not CMRC.exists(), reason="needs ../shared/data/cmrc2018")
 def test_kill_9_during_ingest_never_leaves_a_partial_index(hash_index: Path, tmp_path: Path) -> None:
-    from rag import store
+    from rag.index import store
 
     corpus = tmp_path / "cmrc"
     new_ids = set(cmrc_corpus(corpus))

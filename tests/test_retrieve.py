@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from embeddings.fake import HashEmbedder
-from rag import store
 from rag.core.text import normalize, tokenize
 from rag.core.types import Document
-from rag.ingest import build_index
+from rag.index import store
+from rag.index.build import build_index
 from rag.retrieve import Ranked, _rerank_union, bm25_scores, hybrid, rrf
 
 

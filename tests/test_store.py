@@ -4,10 +4,10 @@ import os
 import pytest
 
 from embeddings.fake import HashEmbedder
-from rag import store
 from rag.core.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
 from rag.core.types import Chunk, Document
-from rag.ingest import build_index
+from rag.index import store
+from rag.index.build import build_index
 
 DOCS = [Document("a.txt", "第一份文件。内容关于科技。"), Document("b.txt", "第二份文件。内容关于人才。")]
 
@@ -56,7 +56,7 @@ def test_crash_before_switch_leaves_last_good_index(tmp_path, monkeypatch):
 
 
 def test_chunks_are_read_in_place_and_match_what_was_written(tmp_path):
-    from rag.chunktable import DOCS_FILE, IDX_FILE, ChunkTable
+    from rag.index.chunktable import DOCS_FILE, IDX_FILE, ChunkTable
 
     docs = [Document(f"d{i}.txt", "。".join(f"第{i}份文件的第{j}句，讲科技“创新”与人才" for j in range(40)) + "。")
             for i in range(6)]

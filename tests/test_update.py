@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from embeddings.fake import HashEmbedder
-from rag import store
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.types import Document, Filters
-from rag.loaders import check_doc_id, load_bytes
+from rag.index import store
+from rag.ingest.loaders import check_doc_id, load_bytes
 from rag.pipeline import Pipeline
 
 
@@ -109,11 +109,11 @@ def test_empty_documents_rejected(pipe):
 
 def test_incremental_update_reuses_bm25_tokens(pipe, monkeypatch):
     pipe.update([doc(1, "稀土新材料产业。"), doc(2, "乳业技术创新中心。")])
-    import rag.ingest as ingest
+    import rag.index.bm25 as bm25
 
     seen = []
-    real = ingest.tokenize_many
-    monkeypatch.setattr(ingest, "tokenize_many", lambda texts: seen.extend(texts) or real(texts))
+    real = bm25.tokenize_many
+    monkeypatch.setattr(bm25, "tokenize_many", lambda texts: seen.extend(texts) or real(texts))
     pipe.update([doc(3, "鄂尔多斯实验室。")])
     assert seen == ["鄂尔多斯实验室。"]  # only the new chunk was tokenised
     hits, _ = pipe.search("稀土", 3, "bm25")

@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from rag.vectors import FaissStore, build_store, load_store
+from rag.index.vectors import FaissStore, build_store, load_store
 
 try:
     import milvus_lite  # noqa: F401
@@ -119,13 +119,13 @@ def test_auto_picks_flat_for_small_corpora():
 
 @needs_milvus
 def test_milvus_lite_folder_survives_rename_and_loaded_versions_stay_immutable(tmp_path):
-    from rag.vectors.milvus_store import MilvusStore
+    from rag.index.vectors.milvus_store import MilvusStore
 
     ids, x = _data()
     s = MilvusStore.build(32, ids, x)
     (tmp_path / "tmp").mkdir()
     s.save(tmp_path / "tmp")
-    os.replace(tmp_path / "tmp", tmp_path / "v1")  # what rag.store.save does
+    os.replace(tmp_path / "tmp", tmp_path / "v1")  # what rag.index.store.save does
     meta = json.loads((tmp_path / "v1" / "dense.json").read_text())
     assert meta["store"] == "milvus" and meta["uri"] == "milvus.db" and meta["dim"] == 32
     t = load_store(tmp_path / "v1")
@@ -138,7 +138,7 @@ def test_milvus_lite_folder_survives_rename_and_loaded_versions_stay_immutable(t
 
 @needs_milvus
 def test_milvus_allowed_lists_are_chunked_and_merged(monkeypatch):
-    from rag.vectors import milvus_store
+    from rag.index.vectors import milvus_store
 
     ids, x = _data()
     s = milvus_store.MilvusStore.build(32, ids, x)
@@ -185,11 +185,11 @@ def test_milvus_server_uri_one_collection_per_version_and_alias(tmp_path, monkey
 
 @needs_milvus
 def test_pruned_versions_drop_their_server_collections(tmp_path, monkeypatch):
-    """rag.store._prune drops the Milvus server collection of a pruned version, not those still kept
+    """rag.index.store._prune drops the Milvus server collection of a pruned version, not those still kept
     (milvus-lite's own gRPC server on loopback stands in for a cluster)."""
     from milvus_lite.adapter.grpc.server import start_server_in_thread
 
-    from rag.store import KEEP_VERSIONS, _prune
+    from rag.index.store import KEEP_VERSIONS, _prune
 
     server, db, port = start_server_in_thread(str(tmp_path / "server.db"), host="127.0.0.1", port=0)
     try:
@@ -218,7 +218,7 @@ def test_pruned_versions_drop_their_server_collections(tmp_path, monkeypatch):
 
 @needs_milvus
 def test_milvus_lite_version_open_in_another_process_is_read_from_a_copy(tmp_path):
-    from rag.vectors.milvus_store import MilvusStore
+    from rag.index.vectors.milvus_store import MilvusStore
 
     ids, x = _data()
     s = MilvusStore.build(32, ids, x)
@@ -227,7 +227,7 @@ def test_milvus_lite_version_open_in_another_process_is_read_from_a_copy(tmp_pat
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from rag.vectors import load_store
+        from rag.index.vectors import load_store
         st = load_store(Path({str(tmp_path)!r}))
         print(st.ntotal, flush=True)
         sys.stdin.readline()
@@ -245,11 +245,11 @@ def test_milvus_lite_version_open_in_another_process_is_read_from_a_copy(tmp_pat
 @needs_milvus
 def test_end_to_end_ingest_search_update_on_milvus(tmp_path):
     from embeddings.fake import HashEmbedder
-    from rag import store
-    from rag.ingest import build_index
-    from rag.loaders import load_bytes
+    from rag.index import store
+    from rag.index.build import build_index
+    from rag.index.update import apply_changes
+    from rag.ingest.loaders import load_bytes
     from rag.retrieve import hybrid
-    from rag.update import apply_changes
 
     def doc(name, text):
         return load_bytes(text.encode(), name)

@@ -431,7 +431,7 @@ def test_upload_error_message_from_server(page: sync_api.Page, web_server: str, 
         status=401, json={"error": "Unauthorized", "message": "API 密钥无效"})
         if route.request.method == "POST" else route.continue_())
     page.goto(web_server + "/")
-    # the file picker offers every type the server's loaders read (rag/loaders.py)
+    # the file picker offers every type the server's loaders read (rag/ingest/loaders.py)
     accept = page.locator("#upload-file").get_attribute("accept") or ""
     for ext in (".txt", ".md", ".pdf", ".docx", ".html"):
         assert ext in accept.split(","), ext

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import PipelineDep, ReadAccess, SettingsDep, WriteAccess, get_pipeline
 from rag.core.errors import InvalidInputError, NotFoundError
-from rag.loaders import check_doc_id, load_bytes
+from rag.ingest.loaders import check_doc_id, load_bytes
 from rag.pipeline import Pipeline
 
 router = APIRouter(prefix="/v1", tags=["documents"])

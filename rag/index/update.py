@@ -8,7 +8,6 @@ index and a crash leaves the last good version.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from embeddings.base import Embedder
-from rag import store
 from rag.core.errors import InvalidInputError, NotFoundError
-from rag.core.types import Chunk, Document
-from rag.ingest import BM25_META, build_bm25, chunk_all, embed_chunks, same_tokenizer
-from rag.vectors import build_store
+from rag.core.types import Document
+from rag.index import store
+from rag.index.bm25 import BM25_META, build_bm25, same_tokenizer
+from rag.index.vectors import build_store
+from rag.ingest.chunking import assign_pages, chunk_all
+from rag.ingest.embed import embed_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +35,6 @@ class ChangeReport:
     deleted: list[str] = field(default_factory=list)
     version: str = ""
     chunks: int = 0
-
-
-def assign_pages(doc: Document, chunks: list[Chunk]) -> None:
-    starts = doc.meta.get("page_starts")
-    if starts:
-        for c in chunks:
-            c.page = bisect.bisect_right(starts, c.start)
 
 
 def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], deletes: list[str],

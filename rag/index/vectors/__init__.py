@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.vectors.base import VectorStore
-from rag.vectors.faiss_store import FaissStore
+from rag.index.vectors.base import VectorStore
+from rag.index.vectors.faiss_store import FaissStore
 
 BACKENDS = ("faiss", "milvus")
 
@@ -17,7 +17,7 @@ def build_store(backend: str, dim: int, ids: np.ndarray, vectors: np.ndarray, ki
     if backend == "faiss":
         return FaissStore.build(dim, ids, vectors, kind)
     if backend == "milvus":
-        from rag.vectors.milvus_store import MilvusStore
+        from rag.index.vectors.milvus_store import MilvusStore
 
         return MilvusStore.build(dim, ids, vectors, **options)  # type: ignore[arg-type]
     raise ValueError(f"unknown vector store {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -28,7 +28,7 @@ def load_store(folder: Path) -> VectorStore:
 
     meta = json.loads((folder / "dense.json").read_text()) if (folder / "dense.json").exists() else {}
     if meta.get("store", "faiss") == "milvus":
-        from rag.vectors.milvus_store import MilvusStore
+        from rag.index.vectors.milvus_store import MilvusStore
 
         return MilvusStore.load(folder)
     return FaissStore.load(folder)
@@ -45,7 +45,7 @@ def server_collection(folder: Path) -> str | None:
         return None
     if meta.get("store") != "milvus":
         return None
-    from rag.vectors.milvus_store import is_server_uri
+    from rag.index.vectors.milvus_store import is_server_uri
 
     return str(meta["collection"]) if is_server_uri(str(meta.get("uri", ""))) else None
 
@@ -58,7 +58,7 @@ def release(folder: Path, keep: set[str]) -> None:
         return
     import logging
 
-    from rag.vectors.milvus_store import MilvusStore
+    from rag.index.vectors.milvus_store import MilvusStore
 
     try:
         store = MilvusStore.load(folder)

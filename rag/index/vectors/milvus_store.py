@@ -9,7 +9,7 @@ Where the data lives (see docs/milvus.md):
   ``milvus.db/`` inside the index version folder. ``build()`` fills a private temp copy;
   ``save(folder)`` closes it (milvus-lite flushes and drains its background index builds on close),
   copies it to ``folder/milvus.db`` and records ``{"store": "milvus", "uri": "milvus.db", ...}`` in
-  ``folder/dense.json`` with the path relative to the folder, so ``rag.store`` can rename the folder.
+  ``folder/dense.json`` with the path relative to the folder, so ``rag.index.store`` can rename the folder.
   ``load(folder)`` opens ``folder/milvus.db`` in place and never writes to it: the first
   ``add``/``remove`` on a loaded store copies it to a private temp folder first (versions are
   immutable). milvus-lite takes an exclusive per-process lock on the folder, so when another process

@@ -1,12 +1,13 @@
-"""Chinese-aware sentence splitting and sentence-packing chunker with source offsets."""
+"""Chinese-aware sentence splitting and sentence-packing chunker with source offsets; chunk ids and pages."""
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 
-from rag.clean import CLOSERS, Paragraph, clean, title_of
 from rag.core.types import Chunk, Document, Sentence
+from rag.ingest.clean import CLOSERS, Paragraph, clean, title_of
 
 # A sentence ends at 。！？；!? (or '. ' in Latin text), plus any closing quotes/brackets.
 _SENT_END = re.compile(rf"(?:[。！？；;!?…]+|(?<=[a-z0-9\)])\.(?=\s))[{re.escape(CLOSERS)}]*")
@@ -101,3 +102,21 @@ def chunk_document(doc: Document, chunk_size: int = 300, overlap: int = 1) -> li
             brk.append(i == 0 and len(buf) > 1)
     flush()
     return chunks
+
+
+def chunk_all(docs: list[Document], chunk_size: int, overlap: int, start_id: int = 0) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for d in docs:
+        for c in chunk_document(d, chunk_size, overlap):
+            c.chunk_id = start_id + len(chunks)
+            chunks.append(c)
+        if not d.title:
+            d.title = chunks[-1].title if chunks and chunks[-1].doc_id == d.doc_id else d.doc_id
+    return chunks
+
+
+def assign_pages(doc: Document, chunks: list[Chunk]) -> None:
+    starts = doc.meta.get("page_starts")
+    if starts:
+        for c in chunks:
+            c.page = bisect.bisect_right(starts, c.start)

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from rag.chunktable import ChunkTable, write_sidecars
 from rag.core.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
 from rag.core.types import Chunk, Document
-from rag.vectors import VectorStore, load_store
+from rag.index.chunktable import ChunkTable, write_sidecars
+from rag.index.vectors import VectorStore, load_store
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def _prune(versions: Path, keep: Path) -> None:
-    from rag.vectors import release, server_collection
+    from rag.index.vectors import release, server_collection
 
     done = sorted(p for p in versions.iterdir() if not p.name.startswith("."))
     kept = [p for p in done[-KEEP_VERSIONS:]] + [keep]
