@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from rag.llm import OpenAICompatGenerator
+from rag.answer.llm import OpenAICompatGenerator
 
 
 def get_generator(request: Request) -> OpenAICompatGenerator | None:

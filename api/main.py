@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import observability
 from api.routes import answer, chat, dify, documents, health, search
 from api.security import AuthError, RateLimiter, check_access
+from rag.answer.llm import create_generator
 from rag.core import errors
 from rag.core.config import Settings
-from rag.llm import create_generator
 from rag.pipeline import Pipeline
 
 logger = logging.getLogger("api")

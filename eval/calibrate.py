@@ -1,4 +1,4 @@
-"""Fit the refusal thresholds (rag/calibration.json) on the seed gold set.
+"""Fit the refusal thresholds (rag/answer/calibration.json) on the seed gold set.
 
 For each question: best answer-sentence cosine and IDF-weighted query-term coverage of the top
 passages. A grid search picks thresholds maximising balanced accuracy (answerable kept, refusals
@@ -19,9 +19,9 @@ import numpy as np
 
 from eval.data import ROOT, load_seed_gold
 from eval.run import make_pipeline
+from rag.answer.extractive import CALIBRATION_FILE, Calibration
 from rag.core.config import Settings
 from rag.core.text import has_cjk
-from rag.generate import CALIBRATION_FILE, Calibration
 from rag.ingest.loaders import load_path
 
 

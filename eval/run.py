@@ -22,7 +22,7 @@ from typing import Any
 
 from eval import metrics as M
 from eval.data import ROOT, SEED_HELDOUT, Dataset, QAItem, load_cmrc, load_drcd, load_rgb, load_seed_gold
-from rag import answering
+from rag.answer import answering
 from rag.core.config import Settings
 from rag.core.types import Answer, Document
 from rag.index.build import build_index
@@ -138,7 +138,7 @@ def answer_rows(p: Pipeline, ds: Dataset, items: list[QAItem] | None = None,
 def llm_rows(args: argparse.Namespace, runs: list[tuple[Pipeline, Dataset, list[QAItem]]]) -> list[dict[str, Any]]:
     """The same questions answered by the local LLM (``--llm 0.5b|1.5b``, a llama.cpp server started here)
     or by ``--llm-url`` (any OpenAI-compatible endpoint)."""
-    from rag.llm import LlamaServer, OpenAICompatGenerator
+    from rag.answer.llm import LlamaServer, OpenAICompatGenerator
 
     server = None
     url, model = args.llm_url, args.llm_model
@@ -251,7 +251,7 @@ def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from embeddings.factory import create_embedder, model_path
     from embeddings.fetch_gemma import gemma_path, is_installed
-    from rag.rerank import create_reranker
+    from rag.search.rerank import create_reranker
 
     settings = Settings()
     embedder = create_embedder(settings.embedder, settings.models_dir, settings.model_name, settings.dtype,

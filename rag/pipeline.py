@@ -12,17 +12,17 @@ import numpy as np
 
 from embeddings.base import Embedder
 from embeddings.factory import create_embedder
+from rag.answer.extractive import REFUSAL, Calibration, ExtractiveGenerator, language
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.text import TOKENIZER, has_cjk
 from rag.core.types import Answer, Document, Filters, Hit
-from rag.crosslingual import Translator, create_translator
-from rag.generate import REFUSAL, Calibration, ExtractiveGenerator, language
 from rag.index import store
 from rag.index.bm25 import build_bm25, same_tokenizer
 from rag.index.store import IndexData
-from rag.rerank import Reranker, create_reranker, rerank_hits
-from rag.retrieve import MODES, hybrid
+from rag.search.crosslingual import Translator, create_translator
+from rag.search.rerank import Reranker, create_reranker, rerank_hits
+from rag.search.retrieve import MODES, hybrid
 
 logger = logging.getLogger(__name__)
 

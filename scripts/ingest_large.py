@@ -270,7 +270,7 @@ def sample_queries(index_dir: Path, emb: Any, n: int = 20) -> dict[str, Any]:
     import numpy as np
 
     from rag.index import store
-    from rag.retrieve import hybrid
+    from rag.search.retrieve import hybrid
 
     t = time.perf_counter()
     idx = store.load(index_dir)

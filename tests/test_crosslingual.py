@@ -1,8 +1,8 @@
-"""Dictionary query translation for English questions (rag/crosslingual.py)."""
+"""Dictionary query translation for English questions (rag/search/crosslingual.py)."""
 
 from __future__ import annotations
 
-from rag.crosslingual import Translator, create_translator
+from rag.search.crosslingual import Translator, create_translator
 
 ENTRIES = [
     {"simplified": "包头", "pinyin": "Bao1 tou2", "definitions": ["Baotou prefecture-level city in Inner Mongolia"]},

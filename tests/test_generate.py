@@ -1,8 +1,8 @@
 """Extractive generator rules that need no model."""
 
 from embeddings.fake import HashEmbedder
+from rag.answer.extractive import ExtractiveGenerator
 from rag.core.types import Sentence
-from rag.generate import ExtractiveGenerator
 
 
 def _scored(*texts: str):  # type: ignore[no-untyped-def]
@@ -23,7 +23,7 @@ def test_numeric_question_needs_a_number_the_question_lacks():
 
 
 def test_year_conflict_only_when_the_passage_names_other_years():
-    from rag.generate import year_conflict
+    from rag.answer.extractive import year_conflict
 
     assert year_conflict("2021年中国电影市场总票房是多少？", "2022年中国电影市场年度总票房为300.67亿元。")
     assert not year_conflict("2021年中国电影市场总票房是多少？", "2021年全年总票房472.58亿元，2020年为204亿元。")
@@ -32,7 +32,7 @@ def test_year_conflict_only_when_the_passage_names_other_years():
 
 
 def test_short_answer_must_fit_the_asked_type():
-    from rag.reader import fits_type
+    from rag.answer.reader import fits_type
 
     assert fits_type("2021年香港GDP增长了多少？", "6.4%")
     assert not fits_type("2021年香港GDP增长了多少？", "香港人均GDP")  # no amount

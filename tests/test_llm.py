@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.citations import MIN_LEX, split_sentences, support, verify_citations
+from rag.answer.citations import MIN_LEX, split_sentences, support, verify_citations
+from rag.answer.extractive import REFUSAL
+from rag.answer.llm import PROMPT_PASSAGES, SYSTEM, LLMUnavailableError, OpenAICompatGenerator, build_messages
 from rag.core.errors import GeneratorError
 from rag.core.types import Chunk, Hit, Sentence
-from rag.generate import REFUSAL
-from rag.llm import PROMPT_PASSAGES, SYSTEM, LLMUnavailableError, OpenAICompatGenerator, build_messages
 from tests.conftest import free_port, start_server, stop_server
 
 ANSWERABLE = "京蒙两地政府是什么时候签订《全面深化京蒙协作框架协议》的？"
@@ -254,7 +254,7 @@ class Recorder:
 
 @pytest.mark.integration
 def test_refusal_is_decided_before_the_llm(seed_pipeline):
-    from rag.answering import answer
+    from rag.answer.answering import answer
 
     g = Recorder("不应调用")
     a = answer(seed_pipeline, UNANSWERABLE, 5, "llm", g)
@@ -264,7 +264,7 @@ def test_refusal_is_decided_before_the_llm(seed_pipeline):
 
 @pytest.mark.integration
 def test_llm_answer_verified_and_degrades(seed_pipeline):
-    from rag.answering import answer, stream_answer
+    from rag.answer.answering import answer, stream_answer
 
     ext = answer(seed_pipeline, ANSWERABLE, 5, "extractive")
     assert ext.answerable and ext.mode == "extractive" and ext.citations
@@ -292,7 +292,7 @@ def test_llm_answer_verified_and_degrades(seed_pipeline):
 
 @pytest.mark.integration
 def test_llm_refusal_is_a_second_judge(seed_pipeline):
-    from rag.answering import answer
+    from rag.answer.answering import answer
 
     a = answer(seed_pipeline, ANSWERABLE, 5, "llm", Recorder("文档中没有找到这个问题的答案。"))
     assert not a.answerable and a.mode == "llm" and a.citations == [] and a.hits and a.message
@@ -450,7 +450,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if reason := _llm_skip_reason():
         pytest.skip(reason)
     from embeddings.fetch_llm import MODELS, gguf_path
-    from rag.llm import LlamaServer
+    from rag.answer.llm import LlamaServer
 
     log = tmp_path_factory.mktemp("llama") / "server.log"
     srv = LlamaServer(gguf_path("0.5b"), port=0, alias=MODELS["0.5b"].alias, log_path=log)

@@ -1,12 +1,12 @@
-"""The short-answer reader (rag/reader.py) on hand-made sentences: no model, no index."""
+"""The short-answer reader (rag/answer/reader.py) on hand-made sentences: no model, no index."""
 
 from __future__ import annotations
 
 import pytest
 
+from rag.answer.extractive import query_terms
+from rag.answer.reader import analyse, read
 from rag.core.types import Chunk, Hit, Sentence
-from rag.generate import query_terms
-from rag.reader import analyse, read
 
 
 def ranked(*texts: str) -> list[tuple[float, Hit, Sentence, float]]:
@@ -94,7 +94,7 @@ def test_question_analysis():
     ("What does the plan cover?", ["The plan covers 12 cities."], None),  # open questions get no span
 ])
 def test_english_reader(question, sentences, want):
-    from rag.reader_en import read_english
+    from rag.answer.reader_en import read_english
 
     ranked = []
     for i, text in enumerate(sentences):

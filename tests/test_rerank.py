@@ -11,7 +11,7 @@ import pytest
 from embeddings import fetch_gemma
 from rag.core.errors import InvalidInputError, ModelNotInstalledError
 from rag.core.types import Chunk, Hit
-from rag.rerank import BiEncoderReranker, rerank_hits
+from rag.search.rerank import BiEncoderReranker, rerank_hits
 
 GEMMA = fetch_gemma.gemma_path()
 needs_gemma = pytest.mark.skipif(not fetch_gemma.is_installed(GEMMA),
@@ -185,8 +185,8 @@ def test_gemma_judge_keeps_seed_answers(seed_index, real_embedder, settings) -> 
 
 
 def test_http_answer_path_goes_through_the_judge(seed_index, real_embedder, settings) -> None:  # type: ignore[no-untyped-def]
-    """The API's answer path (rag.answering) takes the judge's verdict like Pipeline.ask does."""
-    from rag.answering import answer
+    """The API's answer path (rag.answer.answering) takes the judge's verdict like Pipeline.ask does."""
+    from rag.answer.answering import answer
     from rag.pipeline import Pipeline
 
     q = "呼和浩特市科技创新发展指数排名第几？"

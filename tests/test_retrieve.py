@@ -6,7 +6,7 @@ from rag.core.text import normalize, tokenize
 from rag.core.types import Document
 from rag.index import store
 from rag.index.build import build_index
-from rag.retrieve import Ranked, _rerank_union, bm25_scores, hybrid, rrf
+from rag.search.retrieve import Ranked, _rerank_union, bm25_scores, hybrid, rrf
 
 
 def test_rrf_orders_by_reciprocal_rank_sum():

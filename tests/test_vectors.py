@@ -249,7 +249,7 @@ def test_end_to_end_ingest_search_update_on_milvus(tmp_path):
     from rag.index.build import build_index
     from rag.index.update import apply_changes
     from rag.ingest.loaders import load_bytes
-    from rag.retrieve import hybrid
+    from rag.search.retrieve import hybrid
 
     def doc(name, text):
         return load_bytes(text.encode(), name)

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
 from api.schemas import AskResponse, CitationOut, ErrorResponse, SearchRequest
-from rag import answering
+from rag.answer import answering
 from rag.core.types import Answer
 
 logger = logging.getLogger("api")

@@ -1,6 +1,6 @@
 """OpenAI-compatible chatbot endpoint: POST /v1/chat/completions (and GET /v1/models).
 
-The last user message is the question; the answer comes from rag.answering (mode llm when an LLM is
+The last user message is the question; the answer comes from rag.answer.answering (mode llm when an LLM is
 configured, else extractive with a warning) and carries a ``citations`` field beside the OpenAI shape.
 Streaming: ``data: {chat.completion.chunk}`` lines; the final chunk (finish_reason "stop") carries
 ``citations``, then ``data: [DONE]``. Extension fields: ``top_k`` and ``mode`` (extra_body in the clients).
@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
 from api.schemas import CitationOut, ErrorResponse
-from rag import answering
+from rag.answer import answering
 from rag.core.errors import InvalidInputError
 from rag.core.types import Answer
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
                                  "extractive answer needs under judge=gemma (fitted on RGB questions outside the "
                                  "eval sample, CMRC and the seed set)")
     crosslingual: bool = Field(True, description="English questions: translate them into Chinese terms with "
-                               "CC-CEDICT for BM25 and sentence ranking (rag/crosslingual.py)")
+                               "CC-CEDICT for BM25 and sentence ranking (rag/search/crosslingual.py)")
     rerank_top_n: int = Field(20, ge=2, le=200, description="Fused candidates the reranker scores")
     rerank_fusion: Literal["bm25", "hybrid", "model"] = Field("bm25", description="bm25: RRF of BM25 rank and "
                                                               "reranker rank | hybrid: of hybrid rank and "
@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # Refusal: calibrated on eval/gold/seed_gold.jsonl (see eval/calibrate.py)
     min_support: float = Field(0.5, description="Minimum answer-sentence support to answer")
 
-    # LLM answers (rag/llm.py): any OpenAI-compatible endpoint, e.g. `make llm-serve` ->
+    # LLM answers (rag/answer/llm.py): any OpenAI-compatible endpoint, e.g. `make llm-serve` ->
     # http://127.0.0.1:8081/v1. Empty = no LLM: mode=llm degrades to the extractive answer with a warning.
     llm_base_url: str = Field("", description="OpenAI-compatible base URL including /v1; empty = no LLM")
     llm_model: str = "qwen2.5-1.5b-instruct"

@@ -84,7 +84,7 @@ class Answer:
     mode: str = "extractive"
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    short_answer: str = ""  # the bare answer span (rag/reader.py), "" when none was found
+    short_answer: str = ""  # the bare answer span (rag/answer/reader.py), "" when none was found
     short_citation: int | None = None  # the [n] of the citation it was read from
 
 

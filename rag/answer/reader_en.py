@@ -1,5 +1,5 @@
 """Short answers from English sentences, for English questions: the number, date or name the question asks
-for, taken next to the question's own words. The Chinese rules live in rag/reader.py; open questions
+for, taken next to the question's own words. The Chinese rules live in rag/answer/reader.py; open questions
 ("what does the policy aim at") get no span here, only their cited sentence.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from rag.answer.reader import ShortAnswer, analyse
 from rag.core.text import tokenize
 from rag.core.types import Hit, Sentence
-from rag.reader import ShortAnswer, analyse
 
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
           "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred dozen").split()

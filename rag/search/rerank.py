@@ -19,9 +19,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from embeddings.cache import SentenceVectors
 from rag.core.errors import InvalidInputError, ModelNotInstalledError
 from rag.core.types import Hit
-from rag.generate import SentenceVectors
 
 logger = logging.getLogger(__name__)
 

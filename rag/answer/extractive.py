@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -17,10 +15,11 @@ import jieba
 import numpy as np
 
 from embeddings.base import Embedder
+from embeddings.cache import SentenceVectors
+from rag.answer.reader import WH, ShortAnswer, analyse, fits_type, read
+from rag.answer.reader_en import read_english
 from rag.core.text import STOPWORDS, has_cjk, normalize
 from rag.core.types import Answer, Citation, Hit, Sentence
-from rag.reader import WH, ShortAnswer, analyse, fits_type, read
-from rag.reader_en import read_english
 
 REFUSAL = {
     "zh-Hans": "文档中没有找到这个问题的答案。",
@@ -61,38 +60,6 @@ class Calibration:
             return cls()
         data = json.loads(path.read_text())
         return cls(**{f.name: float(data[f.name]) for f in fields(cls) if f.name in data})
-
-
-class SentenceVectors:
-    """Bounded LRU of text embeddings: answers keep citing the same sentences, and rerank candidates are the
-    same chunks again and again, while each encode holds the model (measured: ~0.3 s per cross-lingual ask
-    uncached). ``encode`` is the batch encoder behind it (an Embedder's ``encode_passages``)."""
-
-    def __init__(self, encode: Callable[[list[str]], np.ndarray], dim: int, capacity: int = 20_000) -> None:
-        self.encode, self.dim, self.capacity = encode, dim, capacity
-        self.hits = self.misses = 0
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
-        found: dict[str, np.ndarray] = {}
-        with self._lock:
-            for t in texts:
-                if t in self._cache:
-                    self._cache.move_to_end(t)
-                    found[t] = self._cache[t]
-        missing = [t for t in dict.fromkeys(texts) if t not in found]
-        if missing:  # encoded outside the lock; a concurrent eviction can't lose them
-            found.update(zip(missing, self.encode(missing)))
-        with self._lock:
-            self.hits, self.misses = self.hits + len(texts) - len(missing), self.misses + len(missing)
-            for t in missing:
-                self._cache[t] = found[t]
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
-        return np.vstack([found[t] for t in texts])
 
 
 class Generator(Protocol):
@@ -150,7 +117,7 @@ class ExtractiveGenerator:
                  calibration: Calibration | None = None, max_sentences: int = 3, passages: int = 5,
                  translate: Callable[[str], list[str]] | None = None) -> None:
         self.embedder = embedder
-        self.translate = translate  # English query -> Chinese terms (rag/crosslingual.py)
+        self.translate = translate  # English query -> Chinese terms (rag/search/crosslingual.py)
         self.sentence_vectors = SentenceVectors(embedder.encode_passages, embedder.dim)
         self.idf = idf
         self.max_idf = math.log(1 + (n_docs + 0.5) / 0.5)
@@ -302,7 +269,7 @@ class ExtractiveGenerator:
 
     @staticmethod
     def add_short_answer(a: Answer, short: ShortAnswer) -> None:
-        """Set ``a.short_answer`` (rag/reader.py) and point it at its citation, adding one if needed."""
+        """Set ``a.short_answer`` (rag/answer/reader.py) and point it at its citation, adding one if needed."""
         key = (short.hit.chunk.chunk_id, short.sentence.start)
         for c in a.citations:
             if (c.hit.chunk.chunk_id, c.quote_start) == key:

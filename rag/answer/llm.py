@@ -3,9 +3,9 @@
 The local LLM is llama.cpp's OpenAI-compatible server (``python -m llama_cpp.server``, started by
 ``make llm-serve`` or :class:`LlamaServer`), so one client serves both a hosted API and the local model.
 
-Refusal is not the LLM's call: rag/answering.py asks the extractive generator's retrieval-evidence check
+Refusal is not the LLM's call: rag/answer/answering.py asks the extractive generator's retrieval-evidence check
 first and only calls the LLM for answerable questions. Citations in the LLM's text are checked in code
-(rag/citations.py).
+(rag/answer/citations.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import numpy as np
 
+from rag.answer.extractive import REFUSAL, language
 from rag.core.errors import GeneratorError
 from rag.core.text import normalize
 from rag.core.types import Answer, Hit
-from rag.generate import REFUSAL, language
 
 logger = logging.getLogger(__name__)
 
@@ -236,8 +236,8 @@ class OpenAICompatGenerator:
 
     # -- Generator role -----------------------------------------------------------------------------------
     def answer(self, query: str, qvec: np.ndarray, hits: list[Hit]) -> Answer:
-        """LLM answer with citations verified lexically (no refusal check: see rag.answering.answer)."""
-        from rag.citations import verify_citations
+        """LLM answer with citations verified lexically (no refusal check: see rag.answer.answering.answer)."""
+        from rag.answer.citations import verify_citations
 
         text = self.chat(build_messages(query, hits))
         v = verify_citations(text, hits[:PROMPT_PASSAGES])

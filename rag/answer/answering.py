@@ -3,7 +3,7 @@
 1. Retrieve (hybrid) and run the extractive generator: its answerability check (``score`` + ``answerable``)
    decides refusal, and its cited sentences are the fallback answer.
 2. ``mode="llm"`` and answerable: prompt the LLM with numbered passages, verify its [n] citations
-   (rag/citations.py), drop unsupported ones.
+   (rag/answer/citations.py), drop unsupported ones.
 3. Degrade, never fail: no LLM configured, LLM timeout / 5xx / connection refused, or an LLM answer with no
    supported citation -> the extractive answer, with a ``warnings`` entry. Passages are always returned.
 
@@ -22,11 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rag.citations import MARKER, split_sentences, strip_markers, verify_citations
+from rag.answer.citations import MARKER, split_sentences, strip_markers, verify_citations
+from rag.answer.extractive import REFUSAL, language
+from rag.answer.llm import PROMPT_PASSAGES, build_messages, is_refusal
 from rag.core.errors import GeneratorError, InvalidInputError
 from rag.core.types import Answer, Citation, Hit
-from rag.generate import REFUSAL, language
-from rag.llm import PROMPT_PASSAGES, build_messages, is_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _llm_result(p: _Prepared, raw: str, embedder: Any) -> Answer:
 
 
 def _carry_short(base: Answer, a: Answer) -> None:
-    """The extractive reader's short answer (rag/reader.py) goes with the LLM answer when the LLM cites the
+    """The extractive reader's short answer (rag/answer/reader.py) goes with the LLM answer when the LLM cites the
     passage it was read from (pointing at that citation); otherwise the LLM answered from elsewhere: none."""
     src = next((c for c in base.citations if c.n == base.short_citation), None)
     if not base.short_answer or src is None:
