@@ -101,7 +101,7 @@ def ask(query: str, top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5, in
         console.print(f"[red]error:[/] {e.message}")
         raise typer.Exit(2) from e
     if as_json:
-        from api.schemas import AskResponse
+        from rag.output import AskResponse
 
         typer.echo(json.dumps(AskResponse.from_answer(a).model_dump(), ensure_ascii=False, indent=1))
         return

@@ -14,9 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
-from api.schemas import AskResponse, CitationOut, ErrorResponse, SearchRequest
+from api.schemas import ErrorResponse, SearchRequest
 from rag.answer import answering
 from rag.core.types import Answer
+from rag.output import AskResponse, CitationOut
 
 logger = logging.getLogger("api")
 router = APIRouter(prefix="/v1", tags=["answer"], responses={422: {"model": ErrorResponse}},

@@ -21,10 +21,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
-from api.schemas import CitationOut, ErrorResponse
+from api.schemas import ErrorResponse
 from rag.answer import answering
 from rag.core.errors import InvalidInputError
 from rag.core.types import Answer
+from rag.output import CitationOut
 
 logger = logging.getLogger("api")
 router = APIRouter(prefix="/v1", tags=["chat"], responses={422: {"model": ErrorResponse}},

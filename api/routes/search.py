@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PipelineDep, ReadAccess
-from api.schemas import AskRequest, AskResponse, ErrorResponse, Passage, SearchRequest, SearchResponse
+from api.schemas import AskRequest, ErrorResponse, SearchRequest, SearchResponse
+from rag.output import AskResponse, Passage
 
 router = APIRouter(prefix="/v1", tags=["search"], responses={422: {"model": ErrorResponse}},
                    dependencies=[ReadAccess])
