@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
+from tests.api.test_reliability import HASH, Server, cli_ingest, copy_index, launch
 from tests.conftest import SEEDS
-from tests.test_reliability import HASH, Server, cli_ingest, copy_index, launch
 
 pytestmark = pytest.mark.integration
 

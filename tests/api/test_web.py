@@ -26,7 +26,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright missing
 expect = sync_api.expect
 expect.set_options(timeout=30_000)  # slow, shared CI machines
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Screenshots land in docs/ only when asked (RAG_SCREENSHOTS=1); a plain test run must not
 # rewrite tracked files, so they go to a temporary folder otherwise.
 SHOTS = ROOT / "docs" if os.environ.get("RAG_SCREENSHOTS") == "1" else Path(
