@@ -64,8 +64,9 @@ test-fast: install
 	$(BIN)/pytest -q -m "not integration"
 
 lint: install
-	$(BIN)/ruff check rag embeddings api eval tests bench scripts
+	$(BIN)/ruff check rag embeddings api training eval tests bench scripts
 	$(BIN)/mypy rag embeddings api
+	$(BIN)/python scripts/check_imports.py
 
 eval: model
 	$(BIN)/pip install -q -e '.[eval]'
