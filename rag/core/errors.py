@@ -37,3 +37,26 @@ class ModelNotInstalledError(RagError):
 
 class GeneratorError(RagError):
     """An answer generator (LLM) failed; callers degrade to extractive answers."""
+
+
+class UnreadableFileError(InvalidInputError):
+    """One uploaded or ingested file cannot be read (corrupt, over a limit, parser failure): 422, naming the
+    file and the cause; the rest of a batch still goes in."""
+
+
+class EncryptedFileError(UnreadableFileError):
+    """The file is encrypted (a password-protected PDF): 422, send a decrypted copy."""
+
+
+class ParseTimeoutError(UnreadableFileError):
+    """Reading the file took longer than its time budget (``RAG_PARSE_TIMEOUT``): 422."""
+
+
+class IndexChecksumError(IndexCorruptError):
+    """A file of the current index version is missing or does not match the sha256 recorded in its manifest
+    (maps to 503, naming the file)."""
+
+
+class IndexBusyError(RagError):
+    """Another process holds the index folder's write lock (e.g. a long `rag ingest`) and did not release it
+    in time: retry later (maps to 503)."""
