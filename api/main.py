@@ -31,6 +31,7 @@ STATUS: dict[type[errors.RagError], int] = {
     errors.NotFoundError: 404,
     errors.IndexNotFoundError: 503,
     errors.IndexCorruptError: 503,
+    errors.IndexBusyError: 503,
     errors.ModelMismatchError: 409,
     errors.ModelNotInstalledError: 503,
     errors.GeneratorError: 502,

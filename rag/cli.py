@@ -37,6 +37,7 @@ def ingest(path: Annotated[Path, typer.Argument(help="File or folder of document
     """Add or update documents (unchanged files are skipped); a new index version is switched atomically."""
     from rag.index import store
     from rag.index.build import build_index
+    from rag.index.lock import index_lock
     from rag.index.update import apply_changes
     from rag.ingest.loaders import load_path
     from rag.pipeline import Pipeline
@@ -47,10 +48,14 @@ def ingest(path: Annotated[Path, typer.Argument(help="File or folder of document
         for f in failures:
             console.print(f"[yellow]skipped[/] {f.path}: {f.error}")
         embedder = Pipeline(s).embedder
-        with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as bar:
+        # One writer per index folder, across processes (the API's uploads take the same lock): the version
+        # this run builds on is read after the lock is taken, so an upload acknowledged meanwhile is kept.
+        with index_lock(s.index_dir, purpose="rag ingest"), \
+                Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                         console=console) as bar:
             task = bar.add_task("embed", total=None)
-            if rebuild or not store.exists(s.index_dir):
+            # a `current` pointing nowhere is an error here (fix it with --rebuild), never a silent fresh index
+            if rebuild or not store.check_current(s.index_dir):
                 out = build_index(s.index_dir, docs, embedder, s.chunk_size, s.chunk_overlap, s.batch_size,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total),
                                   index_kind=s.index_kind, vector_store=s.vector_store)

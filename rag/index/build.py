@@ -11,6 +11,7 @@ from embeddings.base import Embedder
 from rag.core.types import Document
 from rag.index import store
 from rag.index.bm25 import BM25_META, build_bm25
+from rag.index.lock import index_lock
 from rag.ingest.chunking import assign_pages, chunk_all
 from rag.ingest.embed import Progress, embed_chunks
 
@@ -20,6 +21,14 @@ logger = logging.getLogger(__name__)
 def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk_size: int = 300,
                 overlap: int = 1, batch_size: int = 64, progress: Progress | None = None,
                 index_kind: str = "auto", vector_store: str = "faiss") -> Path:
+    """A fresh index of ``docs`` (replacing whatever is current), built and switched under the folder's lock."""
+    with index_lock(index_dir):
+        return _build(index_dir, docs, embedder, chunk_size, overlap, batch_size, progress, index_kind,
+                      vector_store)
+
+
+def _build(index_dir: Path, docs: list[Document], embedder: Embedder, chunk_size: int, overlap: int,
+           batch_size: int, progress: Progress | None, index_kind: str, vector_store: str) -> Path:
     docs = _dedupe(docs)
     chunks = chunk_all(docs, chunk_size, overlap)
     for d in docs:

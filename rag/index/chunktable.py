@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.core.errors import IndexCorruptError
 from rag.core.types import Chunk
 
 IDX_FILE = "chunks.idx.npy"
@@ -37,6 +38,7 @@ def write_sidecars(folder: Path, chunks: list[Chunk], offsets: list[tuple[int, i
 class ChunkTable(Mapping[int, Chunk]):
     def __init__(self, folder: Path, cache_size: int = 4096) -> None:
         path = folder / "chunks.jsonl"
+        self._folder = folder
         self._file = open(path, "rb")  # noqa: SIM115 - lives as long as the table
         size = path.stat().st_size
         self._mm: mmap.mmap | bytes = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
@@ -85,7 +87,13 @@ class ChunkTable(Mapping[int, Chunk]):
         if i < 0:
             raise KeyError(cid)
         o, n = int(self._off[i]), int(self._len[i])
-        c = Chunk.from_json(json.loads(self._mm[o : o + n]))
+        try:
+            c = Chunk.from_json(json.loads(self._mm[o : o + n]))
+            if c.chunk_id != cid:
+                raise ValueError(f"line holds chunk {c.chunk_id}")
+        except (ValueError, KeyError, TypeError) as e:  # overwritten after load: a 503 naming it, not a 500
+            raise IndexCorruptError(f"chunks.jsonl of index version {self._folder.name} is damaged at chunk "
+                                    f"{cid} ({type(e).__name__}): run `rag ingest PATH --rebuild`") from e
         with self._lock:
             self._cache[cid] = c
             while len(self._cache) > self._cache_size:

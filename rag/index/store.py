@@ -12,10 +12,18 @@ Layout::
 
 A version is built in a temp folder and renamed into place, then ``current`` is swapped: a crash
 at any point leaves the previous good version readable.
+
+Integrity: ``manifest.json`` records the sha256 of every file of its version (``files``; milvus-lite's own
+data folder excepted, which the database itself writes to); ``load`` checks them before opening anything, so
+an overwritten or missing file is an ``IndexChecksumError`` naming it (503 in the API), never a 500 on every
+query later. A version written before checksums existed still loads, with a warning. A ``current`` link that
+points nowhere is an ``IndexCorruptError``, and ``apply_changes`` refuses to start a fresh index over it.
+Writers hold the folder's lock (``rag.index.lock``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from rag.core.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from rag.core.errors import IndexChecksumError, IndexCorruptError, IndexNotFoundError, ModelMismatchError
 from rag.core.types import Chunk, Document
 from rag.index.chunktable import ChunkTable, write_sidecars
+from rag.index.lock import index_lock
 from rag.index.vectors import VectorStore, load_store
 
 logger = logging.getLogger(__name__)
@@ -81,9 +90,90 @@ def exists(index_dir: Path) -> bool:
     return (current_path(index_dir) / "manifest.json").exists()
 
 
+def dangling(index_dir: Path) -> bool:
+    """``current`` is there but leads to no version (its folder deleted, or never written)."""
+    cur = current_path(index_dir)
+    return os.path.lexists(cur) and not (cur / "manifest.json").exists()
+
+
+def _dangling_error(index_dir: Path) -> IndexCorruptError:
+    cur = current_path(index_dir)
+    try:
+        target = os.readlink(cur)
+    except OSError:
+        target = "?"
+    return IndexCorruptError(f"the index's `current` points to {target}, which holds no index version "
+                             "(deleted or damaged): run `rag ingest PATH --rebuild` (uploads are refused until "
+                             "then, so no document is silently dropped)")
+
+
+def check_current(index_dir: Path) -> bool:
+    """True when there is a current version, False when there is no index at all; a dangling ``current`` is
+    an ``IndexCorruptError`` (a writer must not start a fresh index over it)."""
+    if exists(index_dir):
+        return True
+    if dangling(index_dir):
+        raise _dangling_error(index_dir)
+    return False
+
+
+# --- checksums ------------------------------------------------------------------------------------------------
+
+CHECKSUM_SKIP = ("milvus.db",)  # folders a database writes to in place: not checksummed
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a version folder, by path relative to it (``CHECKSUM_SKIP`` left out)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and rel.name != "manifest.json" and not (set(rel.parts) & set(CHECKSUM_SKIP)):
+            out[rel.as_posix()] = _sha256(p)
+    return out
+
+
+def verify(folder: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists exists and has its sha256, else an ``IndexChecksumError`` naming it."""
+    files = manifest.get("files")
+    if files is None:
+        logger.warning("index version %s has no checksums (written by an older release): loaded unverified; "
+                       "the next upload or `rag ingest` writes a version with them", folder.name)
+        return
+    if not isinstance(files, dict):
+        raise IndexChecksumError(f"manifest of index version {folder.name} is damaged (files): "
+                                 "run `rag ingest PATH --rebuild`")
+    for rel, want in files.items():
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise IndexChecksumError(f"manifest of index version {folder.name} lists {rel!r}: damaged; "
+                                     "run `rag ingest PATH --rebuild`")
+        f = folder / rel
+        if not f.is_file():
+            raise IndexChecksumError(f"index file {rel} of version {folder.name} is missing: "
+                                     "run `rag ingest PATH --rebuild`")
+        if _sha256(f) != want:
+            raise IndexChecksumError(f"index file {rel} of version {folder.name} does not match its checksum "
+                                     "(overwritten or damaged): run `rag ingest PATH --rebuild`")
+
+
 def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documents: list[Document],
          dense: VectorStore, bm25: Any) -> Path:
-    """Write a complete new version and make it current. Returns the version folder."""
+    """Write a complete new version and make it current. Returns the version folder.
+
+    Takes the folder's write lock (re-entrant: callers doing a read-modify-write already hold it)."""
+    with index_lock(index_dir):
+        return _save(index_dir, manifest, chunks, documents, dense, bm25)
+
+
+def _save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documents: list[Document],
+          dense: VectorStore, bm25: Any) -> Path:
     versions = index_dir / "versions"
     versions.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
@@ -113,6 +203,7 @@ def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documen
     manifest = {**manifest, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "n_chunks": len(chunks), "n_documents": len(documents),
                 "dense": {**manifest.get("dense", {}), "kind": dense.kind}}
+    manifest["files"] = checksums(tmp)
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
     _fsync_tree(tmp)
     final = versions / stamp
@@ -150,6 +241,8 @@ def _prune(versions: Path, keep: Path) -> None:
 def read_manifest(index_dir: Path) -> dict[str, Any]:
     path = current_path(index_dir) / "manifest.json"
     if not path.exists():
+        if dangling(index_dir):
+            raise _dangling_error(index_dir)
         raise IndexNotFoundError(f"no index at {index_dir}: run `rag ingest PATH` to build one")
     try:
         return dict(json.loads(path.read_text()))
@@ -182,6 +275,7 @@ def load(index_dir: Path) -> IndexData:
 
     manifest = read_manifest(index_dir)
     path = current_path(index_dir).resolve()
+    verify(path, manifest)
     try:
         chunks = ChunkTable(path)
         documents: dict[str, Document] = {}

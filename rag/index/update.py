@@ -4,6 +4,10 @@ Unchanged chunks keep their ids and vectors (read back from the FAISS IndexIDMap
 is embedded; BM25 is re-fitted over the token lists (cheap next to embedding). The result is
 written as a new index version and switched atomically, so readers never see a half-written
 index and a crash leaves the last good version.
+
+The whole read-modify-write holds the index folder's lock (``rag.index.lock``), and the version it starts
+from is read after taking it: an upload racing a `rag ingest` on the same folder waits for it and then
+builds on its result, instead of one of them switching to a version that lacks the other's documents.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.types import Document
 from rag.index import store
 from rag.index.bm25 import BM25_META, build_bm25, same_tokenizer
+from rag.index.lock import index_lock
 from rag.index.vectors import build_store
 from rag.ingest.chunking import assign_pages, chunk_all
 from rag.ingest.embed import embed_chunks
@@ -40,9 +45,19 @@ class ChangeReport:
 def apply_changes(index_dir: Path, embedder: Embedder, upserts: list[Document], deletes: list[str],
                   chunk_size: int = 300, overlap: int = 1, batch_size: int = 32, index_kind: str = "auto",
                   vector_store: str = "faiss") -> ChangeReport:
-    """Upsert documents (same doc_id = new version) and delete doc ids, as one new index version."""
+    """Upsert documents (same doc_id = new version) and delete doc ids, as one new index version.
+
+    Holds the index folder's write lock throughout; a ``current`` that points nowhere is an
+    ``IndexCorruptError`` (never a silent fresh index that drops every earlier document)."""
+    with index_lock(index_dir):
+        return _apply(index_dir, embedder, upserts, deletes, chunk_size, overlap, batch_size, index_kind,
+                      vector_store)
+
+
+def _apply(index_dir: Path, embedder: Embedder, upserts: list[Document], deletes: list[str], chunk_size: int,
+           overlap: int, batch_size: int, index_kind: str, vector_store: str) -> ChangeReport:
     rep = ChangeReport()
-    current = store.load(index_dir) if store.exists(index_dir) else None
+    current = store.load(index_dir) if store.check_current(index_dir) else None  # the latest, under the lock
     if current is not None:
         store.check_model(current.manifest, embedder.name, embedder.dim)
     docs = dict(current.documents) if current else {}
