@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import os
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -9,8 +17,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PipelineDep, ReadAccess, SettingsDep, WriteAccess, get_pipeline
-from rag.core.errors import InvalidInputError, NotFoundError
-from rag.ingest.loaders import check_doc_id, load_bytes
+from rag.core.errors import InvalidInputError, NotFoundError, ParseTimeoutError
+from rag.core.types import Document
+from rag.ingest.loaders import SUPPORTED, check_doc_id, load_bytes, parse_timeout
 from rag.pipeline import Pipeline
 
 router = APIRouter(prefix="/v1", tags=["documents"])
@@ -35,6 +44,11 @@ class DocumentList(BaseModel):
     total: int
 
 
+class FileFailure(BaseModel):
+    file: str
+    error: str
+
+
 class ChangeOut(BaseModel):
     added: list[str]
     replaced: list[str]
@@ -42,6 +56,7 @@ class ChangeOut(BaseModel):
     deleted: list[str]
     version: str
     chunks: int
+    failed: list[FileFailure] = []  # files of a batch that could not be read (the rest went in)
 
 
 class Collections(BaseModel):
@@ -52,7 +67,7 @@ def _info(p: Pipeline, doc_id: str) -> DocumentInfo:
     assert p.index is not None
     d = p.index.documents[doc_id]
     meta = {k: v for k, v in d.meta.items() if k != "page_starts"}
-    return DocumentInfo(doc_id=d.doc_id, title=d.title, source=d.source, chars=len(d.text),
+    return DocumentInfo(doc_id=d.doc_id, title=d.title, source=_public_source(d.source), chars=len(d.text),
                         collection=str(d.meta.get("collection", "default")),
                         chunks=len(p.index.doc_chunks.get(doc_id, ())), meta=meta)
 
@@ -85,12 +100,12 @@ def get_document(doc_id: str, pipeline: PipelineDep) -> DocumentOut:
     return DocumentOut(**_info(pipeline, doc_id).model_dump(), text=pipeline.index.documents[doc_id].text)
 
 
-async def _read(file: UploadFile, limit_mb: float) -> bytes:
+async def _read(file: UploadFile, name: str, limit_mb: float) -> bytes:
     data = await file.read(int(limit_mb * 1024 * 1024) + 1)
     if len(data) > limit_mb * 1024 * 1024:
-        raise InvalidInputError(f"{file.filename}: larger than the {limit_mb:g} MB upload limit")
+        raise InvalidInputError(f"{name}: larger than the {limit_mb:g} MB upload limit")
     if not data:
-        raise InvalidInputError(f"{file.filename}: the file is empty")
+        raise InvalidInputError(f"{name}: the file is empty")
     return data
 
 
@@ -102,8 +117,78 @@ def _meta(collection: str, tags: str, date: str) -> dict[str, Any]:
     if tags.strip():
         meta["tags"] = [t.strip() for t in tags.split(",") if t.strip()]
     if date.strip():
-        meta["date"] = date.strip()[:10]
+        meta["date"] = _iso_date(date.strip())
     return meta
+
+
+def _iso_date(value: str) -> str:
+    """``YYYY-MM-DD`` (an ISO date-time keeps its date); anything else is a 422."""
+    try:
+        day = dt.datetime.fromisoformat(value).date() if len(value) > 10 else dt.date.fromisoformat(value)
+        return day.isoformat()
+    except ValueError:
+        raise InvalidInputError(f"date {value[:40]!r} is not an ISO date: use YYYY-MM-DD, e.g. 2024-03-01") from None
+
+
+def _upload_name(filename: str | None, n: int, doc_id: str | None) -> str:
+    """The file's own name (its last path component: browsers may send ``C:\\dir\\a.pdf``); a file without one
+    takes ``doc_id`` when that names a supported type, else it is refused (never a made-up ``upload.txt``)."""
+    name = re.split(r"[/\\]", filename or "")[-1]
+    name = "".join(c for c in name if ord(c) >= 32).strip()
+    if name in (".", ".."):
+        name = ""
+    if not name and doc_id and Path(doc_id).suffix.lower() in SUPPORTED:
+        name = doc_id
+    if not name:
+        raise InvalidInputError(f"file {n} has no filename: send each file with its name and extension "
+                                f"({', '.join(SUPPORTED)})")
+    return name
+
+
+def _public_source(source: str) -> str:
+    """``source`` as shown by the API: never a server path (an index written by an older `rag ingest` holds
+    absolute ones)."""
+    if PurePosixPath(source).is_absolute() or PureWindowsPath(source).is_absolute():
+        return PurePosixPath(source.replace("\\", "/")).name
+    return source
+
+
+# Parsing runs in its own bounded pool, off the event loop: a heavy file never stalls /livez or searches, and
+# at most PARSE_WORKERS files are parsed at once (more wait their turn). Each has RAG_PARSE_TIMEOUT seconds:
+# the parsers check it between pages/paragraphs; a parser stuck inside one call is abandoned after the
+# budget plus PARSE_GRACE (the request gets its 422; the thread ends when the call returns).
+PARSE_WORKERS = max(1, int(os.environ.get("RAG_PARSE_WORKERS", "2"))) if os.environ.get(
+    "RAG_PARSE_WORKERS", "2").strip().isdigit() else 2
+PARSE_GRACE = 5.0
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _parse_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=PARSE_WORKERS, thread_name_prefix="rag-parse")
+        return _pool
+
+
+async def parse_upload(data: bytes, name: str, doc_id: str | None, meta: dict[str, Any]) -> Document:
+    """``load_bytes`` in the parse pool, under the per-file time budget."""
+    budget = parse_timeout()
+    started: list[float] = []
+
+    def job() -> Document:
+        started.append(time.monotonic())
+        return load_bytes(data, name, doc_id, meta, timeout=budget)
+
+    fut = asyncio.wrap_future(_parse_pool().submit(job))
+    while True:
+        done, _ = await asyncio.wait({fut}, timeout=0.25)
+        if done:
+            return fut.result()
+        if budget > 0 and started and time.monotonic() - started[0] > budget + PARSE_GRACE:
+            raise ParseTimeoutError(f"{name}: reading it took longer than {budget:g} s (RAG_PARSE_TIMEOUT); "
+                                    "split the file or send a simpler copy")
 
 
 def _pipeline_or_empty(request: Request) -> Pipeline:
@@ -116,19 +201,40 @@ async def upload(request: Request, settings: SettingsDep,
                  files: Annotated[list[UploadFile], File(description="txt, md, pdf, docx, html")],
                  collection: Annotated[str, Form()] = "default", tags: Annotated[str, Form()] = "",
                  date: Annotated[str, Form()] = "", doc_id: Annotated[str | None, Form()] = None) -> ChangeOut:
-    """Upload documents (multipart). Same doc_id = a new version; unchanged content is a no-op."""
+    """Upload documents (multipart). Same doc_id = a new version; unchanged content is a no-op.
+
+    A batch puts in the files that can be read and lists the others under ``failed`` (each with its cause);
+    only when none can be read is the answer a 422."""
     p = _pipeline_or_empty(request)
     if doc_id and len(files) != 1:
         raise InvalidInputError("doc_id can only be given with a single file")
     meta = _meta(collection, tags, date)
-    docs = []
-    for f in files:
-        data = await _read(f, settings.max_upload_mb)
-        docs.append(load_bytes(data, f.filename or "upload.txt", check_doc_id(doc_id) if doc_id else None,
-                               dict(meta)))
+    fixed_id = check_doc_id(doc_id) if doc_id else None
+    docs: list[Document] = []
+    failed: list[tuple[str, InvalidInputError]] = []
+    seen: set[str] = set()
+    for n, f in enumerate(files, 1):
+        label = f.filename or f"file {n}"
+        try:
+            name = _upload_name(f.filename, n, fixed_id)
+            label = name
+            data = await _read(f, name, settings.max_upload_mb)
+            doc = await parse_upload(data, name, fixed_id, dict(meta))
+            if doc.doc_id in seen:
+                raise InvalidInputError(f"{name}: a second file with doc_id {doc.doc_id!r} in this upload; "
+                                        "the first one was used")
+            seen.add(doc.doc_id)
+            docs.append(doc)
+        except InvalidInputError as e:
+            failed.append((label, e))
+    if not docs:
+        if len(failed) == 1:
+            raise failed[0][1]
+        raise InvalidInputError(f"none of the {len(failed)} files could be read: "
+                                + "; ".join(e.message for _, e in failed))
     rep = await run_in_threadpool(p.update, docs, [])
     request.app.state.load_error = ""
-    return ChangeOut(**rep.__dict__)
+    return ChangeOut(**rep.__dict__, failed=[FileFailure(file=f, error=e.message) for f, e in failed])
 
 
 @router.put("/documents/{doc_id}", response_model=ChangeOut, dependencies=[WriteAccess])
@@ -140,8 +246,10 @@ async def replace(doc_id: str, request: Request, settings: SettingsDep, file: An
     assert p.index is not None
     if doc_id not in p.index.documents:
         raise NotFoundError(f"no document {doc_id!r} to replace: upload it with POST /v1/documents")
-    data = await _read(file, settings.max_upload_mb)
-    doc = load_bytes(data, file.filename or doc_id, check_doc_id(doc_id), _meta(collection, tags, date))
+    meta = _meta(collection, tags, date)
+    name = _upload_name(file.filename, 1, doc_id)
+    data = await _read(file, name, settings.max_upload_mb)
+    doc = await parse_upload(data, name, check_doc_id(doc_id), meta)
     rep = await run_in_threadpool(p.update, [doc], [])
     return ChangeOut(**rep.__dict__)
 
@@ -151,4 +259,3 @@ async def delete(doc_id: str, request: Request) -> ChangeOut:
     p = get_pipeline(request)
     rep = await run_in_threadpool(p.update, [], [doc_id])
     return ChangeOut(**rep.__dict__)
-
