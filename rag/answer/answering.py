@@ -4,8 +4,10 @@
    decides refusal, and its cited sentences are the fallback answer.
 2. ``mode="llm"`` and answerable: prompt the LLM with numbered passages, verify its [n] citations
    (rag/answer/citations.py), drop unsupported ones.
-3. Degrade, never fail: no LLM configured, LLM timeout / 5xx / connection refused, or an LLM answer with no
-   supported citation -> the extractive answer, with a ``warnings`` entry. Passages are always returned.
+3. Degrade, never fail: no LLM configured, LLM timeout / 5xx / connection refused, its deadline passed, no
+   free LLM slot, a reply over the size cap, a stream cut off before ``[DONE]``, or an LLM answer with no
+   supported citation -> the extractive answer, with a ``warnings`` entry (never naming the LLM's URL).
+   Passages are always returned. At most ``MAX_CITATIONS`` citations are kept.
 
 ``stream_answer`` yields ``("token", str)`` ... ``("citations", list[Citation])``, ``("done", Answer)``;
 the final Answer's text (citations verified) replaces the streamed tokens.
@@ -35,6 +37,9 @@ Mode = Literal["extractive", "llm"]
 Event = tuple[str, Any]
 
 NO_LLM = "no LLM configured (set RAG_LLM_BASE_URL); returned the extractive answer"
+# An LLM answer keeps at most this many citations (a runaway reply citing [1] in every sentence would
+# otherwise return one citation object, with its quote, per sentence).
+MAX_CITATIONS = 50
 
 
 @dataclass
@@ -101,9 +106,13 @@ def _llm_result(p: _Prepared, raw: str, embedder: Any) -> Answer:
             return _no_answer(p)
         return _degrade(p, "the LLM answer had no citation supported by the passages; "
                            "returned the extractive answer")
-    a = Answer(v.text, True, v.citations, p.hits)
+    a = Answer(v.text, True, v.citations[:MAX_CITATIONS], p.hits)
+    warnings = v.warnings()
+    if len(v.citations) > MAX_CITATIONS:
+        warnings.append(f"the LLM answer had {len(v.citations)} citations; only the first {MAX_CITATIONS} "
+                        "are returned")
     _carry_short(p.base, a)
-    return _finish(a, p, "llm", v.warnings())
+    return _finish(a, p, "llm", warnings)
 
 
 def _carry_short(base: Answer, a: Answer) -> None:

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # LLM limits (rag/answer/llm.py, issue 21): past any of them mode=llm degrades to the extractive answer
+    # with a warning
+    llm_deadline: float = Field(60, gt=0, description="Seconds for one LLM answer in all: slot wait, connect, "
+                                "first token and the whole reply, retries included (holds while a server drips "
+                                "bytes)")
+    llm_concurrency: int = Field(4, ge=1, le=256, description="LLM answers generated at once, so LLM calls "
+                                 "cannot take every worker thread from search")
+    llm_slot_wait: float = Field(2, ge=0, le=60, description="Seconds a request waits for a free LLM slot")
+    llm_max_reply_chars: int = Field(20000, ge=100, description="Longest LLM reply read; reading stops past it")
+
 
 def get_settings() -> Settings:
     return Settings()
