@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the pipeline loaded in the lifespan; access checks and rate limits."""
+"""FastAPI dependencies: the pipeline loaded in the lifespan; access checks and rate limits (the key only once
+valid, else the client address; refused authentications count too)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.security import AuthError, check_access
+from api.security import AuthError, check_access, client_address
 from rag.core.config import Settings
 from rag.core.errors import IndexNotFoundError
 from rag.pipeline import Pipeline
@@ -31,16 +32,27 @@ def _limit(request: Request, who: str) -> None:
                         {"Retry-After": str(int(wait) + 1)})
 
 
-def require_read(request: Request) -> str:
-    who = check_access(request, request.app.state.settings, write=False)
+def limit_failed_auth(request: Request) -> None:
+    """A refused authentication counts against the client address: guessing keys is rate-limited (429)."""
+    _limit(request, f"ip:{client_address(request)}")
+
+
+def _guard(request: Request, write: bool) -> str:
+    try:
+        who = check_access(request, request.app.state.settings, write=write)
+    except AuthError:
+        limit_failed_auth(request)  # 429 once the address is over its limit, else the 401/403 below
+        raise
     _limit(request, who)
     return who
+
+
+def require_read(request: Request) -> str:
+    return _guard(request, write=False)
 
 
 def require_write(request: Request) -> str:
-    who = check_access(request, request.app.state.settings, write=True)
-    _limit(request, who)
-    return who
+    return _guard(request, write=True)
 
 
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]

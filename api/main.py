@@ -16,7 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import observability
 from api.routes import answer, chat, dify, documents, health, search
-from api.security import AuthError, RateLimiter, check_access
+from api.security import (
+    AuthError,
+    BodyLimitMiddleware,
+    BodyTooLarge,
+    RateLimiter,
+    SecurityHeadersMiddleware,
+    check_access,
+)
 from rag.answer.llm import create_generator
 from rag.core import errors
 from rag.core.config import Settings
@@ -87,15 +94,19 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         return JSONResponse({"error": "AccessDenied" if e.status != 429 else "RateLimited", "message": e.message},
                             status_code=e.status, headers=e.headers)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        size = request.headers.get("content-length")
-        limit = (settings.max_upload_mb * 1024 * 1024 + 65536 if request.url.path.startswith("/v1/documents")
-                 else settings.max_body_kb * 1024)
-        if size is not None and size.isdigit() and int(size) > limit:
-            return JSONResponse({"error": "TooLarge", "message": f"request body over {int(limit)} bytes"},
-                                status_code=413)
-        return await call_next(request)
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, e: BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"error": "TooLarge", "message": str(e.detail)}, status_code=413,
+                            headers={"Connection": "close"})
+
+    def body_limit(path: str) -> int:
+        """Bytes a request body may have: an upload's files (+ 64 kB of form fields), else max_body_kb."""
+        if path.startswith("/v1/documents"):
+            return int(settings.max_upload_mb * 1024 * 1024) + 65536
+        return settings.max_body_kb * 1024
+
+    # counts the body bytes actually received (Content-Length or chunked, JSON or multipart): 413 past the limit
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
@@ -136,6 +147,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     # outermost (added last): request id + latency/error metrics + JSON access log for every response
     app.add_middleware(observability.ObservabilityMiddleware, metrics=metrics, root=app)
+    # outermost: nosniff, no framing, no referrer and a CSP on every response, errors included
+    app.add_middleware(SecurityHeadersMiddleware,
+                       docs_paths=frozenset(x for x in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+                                            if x))
 
     if (WEB / "index.html").exists():
         app.mount("/static", StaticFiles(directory=WEB), name="static")

@@ -36,3 +36,15 @@ def readyz(request: Request, response: Response) -> Health:
 def livez() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "alive"}
+
+
+# HEAD for probes and uptime checkers (same status, no body); kept out of the OpenAPI schema.
+@router.head("/healthz", include_in_schema=False)
+@router.head("/readyz", include_in_schema=False)
+def head_ready(request: Request) -> Response:
+    return Response(status_code=200 if _health(request).ready else 503)
+
+
+@router.head("/livez", include_in_schema=False)
+def head_live() -> Response:
+    return Response(status_code=200)
