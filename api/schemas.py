@@ -12,11 +12,26 @@ from rag.output import Passage
 MAX_QUERY = 1000
 
 
+def has_control_chars(text: str) -> bool:
+    """NUL, ESC and the other C0 controls except tab and line breaks (plain text never has them)."""
+    return any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text)
+
+
+def check_query(v: str, what: str = "query") -> str:
+    """The stripped query; ValueError (-> 422) when it is blank or holds control characters."""
+    v = v.strip()
+    if not v:
+        raise ValueError(f"{what} is empty or whitespace: send a question or keywords")
+    if has_control_chars(v):
+        raise ValueError(f"{what} contains control characters: send plain text")
+    return v
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(..., min_length=1, max_length=MAX_QUERY, description="Question or keywords")
-    top_k: int = Field(5, ge=1, le=100, description="Number of passages to return")
+    top_k: int = Field(5, ge=1, le=100, strict=True, description="Number of passages to return")
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     doc_ids: list[str] | None = Field(None, max_length=1000, description="Only these documents")
     collection: str | None = Field(None, max_length=100, description="Only this collection")
@@ -31,12 +46,7 @@ class SearchRequest(BaseModel):
     @field_validator("query")
     @classmethod
     def not_blank(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("query is empty or whitespace: send a question or keywords")
-        if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in v):
-            raise ValueError("query contains control characters: send plain text")
-        return v
+        return check_query(v)
 
 
 class AskRequest(SearchRequest):

@@ -28,7 +28,7 @@ class AnswerRequest(SearchRequest):
     mode: Literal["extractive", "llm"] = Field(  # type: ignore[assignment]
         "llm", description="llm: LLM answer with verified citations (degrades to extractive); extractive: "
                            "the best supporting sentences")
-    stream: bool = Field(False, description="Server-sent events: token*, citations, done")
+    stream: bool = Field(False, strict=True, description="Server-sent events: token*, citations, done")
 
 
 def answer_events(events: Iterator[answering.Event], t0: float) -> Iterator[str]:

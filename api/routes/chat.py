@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
-from api.schemas import ErrorResponse
+from api.schemas import ErrorResponse, has_control_chars
 from rag.answer import answering
 from rag.core.errors import InvalidInputError
 from rag.core.types import Answer
@@ -47,17 +47,23 @@ class ChatMessage(BaseModel):
             return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
         return ""
 
+    @model_validator(mode="after")
+    def plain_text(self) -> ChatMessage:
+        if has_control_chars(self.text()):
+            raise ValueError("message content contains control characters: send plain text")
+        return self
+
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # OpenAI clients send more (n, top_p, stream_options, user, ...)
 
     model: str = ""
     messages: list[ChatMessage] = Field(..., min_length=1)
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    top_k: int = Field(5, ge=1, le=100, description="Passages to retrieve (extension)")
+    max_tokens: int | None = Field(None, ge=1, le=8192, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192, strict=True)
+    top_k: int = Field(5, ge=1, le=100, strict=True, description="Passages to retrieve (extension)")
     mode: Literal["llm", "extractive"] = Field("llm", description="Extension: force the extractive answer")
 
     def query(self) -> str:

@@ -12,10 +12,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import PipelineDep, _limit, require_read
+from api.deps import PipelineDep, _limit, limit_failed_auth, require_read
+from api.schemas import check_query
+from api.security import key_matches
 
 router = APIRouter(tags=["dify"])
 
@@ -23,7 +25,7 @@ router = APIRouter(tags=["dify"])
 class RetrievalSetting(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    top_k: int = Field(5, ge=1, le=100)
+    top_k: int = Field(5, ge=1, le=100, strict=True)
     score_threshold: float = Field(0.0, ge=0.0, le=1.0)
 
 
@@ -33,6 +35,11 @@ class RetrievalRequest(BaseModel):
     knowledge_id: str = ""
     query: str = Field(..., min_length=1)
     retrieval_setting: RetrievalSetting = Field(default_factory=lambda: RetrievalSetting.model_validate({}))
+
+    @field_validator("query")
+    @classmethod
+    def plain_query(cls, v: str) -> str:
+        return check_query(v)
 
 
 class Record(BaseModel):
@@ -54,7 +61,7 @@ def _auth_error(request: Request, key: str) -> JSONResponse | None:
     if scheme.lower() != "bearer" or not token.strip():
         return JSONResponse({"error_code": 1001, "error_msg": "Invalid Authorization header format. "
                              "Expected 'Bearer <api-key>' format."}, status_code=403)
-    if token.strip() != key:
+    if not key_matches(token.strip(), key):
         return JSONResponse({"error_code": 1002, "error_msg": "Authorization failed"}, status_code=403)
     return None
 
@@ -66,6 +73,7 @@ async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineD
     if key:
         err = _auth_error(request, key)
         if err is not None:
+            limit_failed_auth(request)  # 429 once this address has failed too often
             return err
         _limit(request, "dify")
     else:
