@@ -38,6 +38,9 @@ class Chunk:
     kind: str = "body"  # body | caption
     sentences: list[Sentence] = field(default_factory=list)
     page: int | None = None  # 1-based page of the chunk start (PDF sources)
+    # 公文 structure at the chunk start, outermost first ("第三章 > 第十二条"; "" when the text has none):
+    # rag/ingest/clean.py structure_label, rag/ingest/chunking.py
+    path: str = ""
 
     def embed_text(self) -> str:
         """Text given to the embedder and BM25: section heading gives context to short chunks."""

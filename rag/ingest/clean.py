@@ -20,8 +20,25 @@ _BYLINE = re.compile(r"^[□●◎■◆]\s*\S")
 _BYLINE_WORDS = re.compile(r"记者|記者|本报|本報|通讯员|通訊員|文/图|文／圖|摄影|攝影")
 _CAPTION_END = re.compile(r"(摄|攝|供图|供圖|图片|圖片)\s*[)）]?\s*$")
 _STRUCT_HEADING = re.compile(
-    r"^(第[一二三四五六七八九十百零〇\d]+[章节條条篇部分]|[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|镜头[一二三四五六七八九十]|鏡頭|【.{1,12}】$)"
+    r"^(第[一二三四五六七八九十百零〇\d]+[编編章节節篇部分]|[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|镜头[一二三四五六七八九十]|鏡頭|【.{1,12}】$)"
 )
+# 公文 structure labels, outermost first: 第X编 > 章 > 节 > 条 > 款, then 一、 > （一） > 1. > （1）
+_NUM = "[一二三四五六七八九十百千零〇两兩\\d]+"
+_LABELS: list[tuple[int, re.Pattern[str]]] = [
+    (1, re.compile(rf"^第{_NUM}[编編](?!号|號)")),
+    (2, re.compile(rf"^第{_NUM}章")),
+    (3, re.compile(rf"^第{_NUM}[节節](?![日假])")),
+    (4, re.compile(rf"^第{_NUM}[条條](?![件例的第规規所之])")),
+    (5, re.compile(rf"^第{_NUM}款")),
+    (6, re.compile(r"^[一二三四五六七八九十]+[、．.]")),
+    (7, re.compile(r"^[（(][一二三四五六七八九十]+[）)]")),
+    (8, re.compile(r"^\d{1,2}(?:[、．]|\.(?!\d))")),
+    (9, re.compile(r"^[（(]\d{1,2}[）)]")),
+]
+ARTICLE_LEVEL = 4
+_LABEL_END = re.compile(r"[。；;：:，,！？!?\s]")
+_SENTENCE_INSIDE = re.compile(r"[。！？；;!?]")
+_ITEM_END = re.compile(r"[。；;！？!?][”’」』）)]*$")
 _AUTHOR = re.compile(r"^[(（]\s*(作者|作者系|本文作者)")
 _INNER_PUNCT = re.compile(r"[，,。；;：:！？!?、]")
 
@@ -83,6 +100,31 @@ def _title_case(text: str) -> bool:
     return len(words) >= 2 and bool(big) and all(w[0].isupper() for w in big) and not cjk
 
 
+def structure_label(text: str, heading: bool = False) -> tuple[int, str] | None:
+    """The 公文 structure label a paragraph opens with, as (level, label): ``第三章 总则`` -> (2, "第三章"),
+    ``第十二条 申请人…`` -> (4, "第十二条"), ``一、总体要求`` -> (6, "一、总体要求"), ``（二）加强领导。…`` ->
+    (7, "（二）加强领导"). Numbered 编/章/节/条/款 are labelled by their number; list items by their text up to
+    the first punctuation (a heading's by its whole text), at most 20 characters."""
+    t = text.strip()
+    for level, rx in _LABELS:
+        m = rx.match(t)
+        if m is None:
+            continue
+        if level <= 5:
+            return level, m.group(0)
+        tail = t[m.end() :]
+        lead = tail[: len(tail) - len(tail.lstrip())]
+        rest = t if heading else t[: m.end()] + lead + _LABEL_END.split(tail.lstrip(), maxsplit=1)[0]
+        return level, rest.strip()[:20]
+    return None
+
+
+def is_article(text: str) -> bool:
+    """A paragraph that opens an article (``第十二条 …``)."""
+    lab = structure_label(text)
+    return lab is not None and lab[0] == ARTICLE_LEVEL
+
+
 def _looks_like_heading(line: _Line) -> bool:
     return line.kind == "heading" or (line.kind == "short" and (" " in line.text or len(line.text) <= 12))
 
@@ -99,8 +141,10 @@ def _classify(line: _Line) -> str:
         return "body"  # an open clause: never a heading
     if _CAPTION_END.search(t) and len(t) <= 120:
         return "caption"
-    if _STRUCT_HEADING.match(t) and len(t) <= 40:
-        return "heading"
+    if is_article(t):
+        return "body"  # an article is text, never a heading, however short (第三条 本办法自发布之日起施行。)
+    if _STRUCT_HEADING.match(t) and len(t) <= 40 and not _SENTENCE_INSIDE.search(t[:-1]):
+        return "heading"  # (a label followed by sentences, `（一）加强领导。各地要…`, is body text)
     if _TERMINATED.search(t) or len(_INNER_PUNCT.findall(t)) >= 2 or len(t) > 60:
         return "body"
     if t[-1].isdigit() or (_INNER_PUNCT.search(t) and len(t) > 20):
@@ -137,6 +181,12 @@ def clean(raw: str) -> list[Paragraph]:
         if ln.kind == "heading":
             _strip_markdown(ln)
     lines = [ln for ln in lines if ln.text]
+    if sum(1 for ln in lines if is_article(ln.text)) >= 2:
+        # a text with articles (办法, 条例): its numbered items （一）… 1.… are clauses of an article, not headings
+        for ln in lines:
+            lab = structure_label(ln.text)
+            if ln.kind == "heading" and lab is not None and lab[0] >= 6 and _ITEM_END.search(ln.text):
+                ln.kind = "body"
 
     # Re-join broken body text. An open sentence continues in the next body-like line; captions
     # and bylines that a layout put in between are kept, after the re-joined paragraph.
@@ -155,6 +205,8 @@ def clean(raw: str) -> list[Paragraph]:
                     j += 1
                 if j >= len(lines) or lines[j].kind not in ("body", "short") or _looks_like_heading(lines[j]):
                     break
+                if structure_label(lines[j].text) is not None:
+                    break  # a new article or item starts: never glued onto the previous one
                 held = lines[i:j]
                 _join(ln, lines[j])
                 lines[i : j + 1] = held
