@@ -18,6 +18,7 @@ from rag.core.errors import (
     UnsupportedFileError,
 )
 from rag.ingest.loaders import SUPPORTED, load_bytes, load_path, table_rows
+from rag.ingest.loaders.base import tables_as_rows
 from rag.ingest.loaders.word import soffice
 from tests.ingest import docmaker as dm
 
@@ -69,6 +70,30 @@ def test_doc_and_wps_convert_through_libreoffice(doc_data: bytes):
         assert "# 第一章 总则" in d.text
         assert "项目：岗位补贴，补贴标准：每人每月1000元，期限：1年。" in d.text
         assert "第二条 本办法适用于全区" in d.text
+
+
+@needs_soffice
+def test_pdf_table_in_the_text_layer_keeps_its_headers(docx_data: bytes):
+    pdf = dm.soffice_convert(docx_data, ".docx", "pdf")  # LibreOffice writes a real CJK text layer
+    d = load_bytes(pdf, "t.pdf")
+    lines = [ln for ln in d.text.splitlines() if ln.strip()]
+    i = lines.index("项目：社会保险补贴，补贴标准：每人每月500元，期限：3年。")
+    assert lines[i + 1] == "项目：岗位补贴，补贴标准：每人每月1000元，期限：1年。"
+    assert lines[i - 1].startswith("第一条") and lines[i + 2].startswith("第二条")
+    assert d.meta["tables"] == 1 and "ocr_pages" not in d.meta
+
+
+def test_tables_in_layout_text():
+    laid = ("第一条 补贴标准如下：\n\n项目        标准          期限\n\n社保补贴    每人每月  500元   3年\n"
+            "岗位补贴    每人每月  1000元   1年\n\n第二条 本办法自发布之日起施行。")
+    text, n = tables_as_rows(laid)
+    assert n == 1
+    assert text.split("\n") == ["第一条补贴标准如下：", "", "项目：社保补贴，标准：每人每月500元，期限：3年。",
+                                 "项目：岗位补贴，标准：每人每月1000元，期限：1年。", "",
+                                 "第二条本办法自发布之日起施行。"]
+    two_columns = ("第一条为了规范管理，制定本办法。   第五条申请人应当提交材料。\n"
+                   "第二条本办法适用于全区。      第六条审核部门应当审核。")
+    assert tables_as_rows(two_columns)[1] == 0  # text in two columns is not a table
 
 
 @needs_soffice

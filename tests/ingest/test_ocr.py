@@ -40,11 +40,11 @@ def test_image_page_simplified_traditional_and_table():
     d = load_bytes(dm.png_bytes(img), "scan.png")
     assert d.meta["ocr_engine"] == "rapidocr" and d.meta["ocr_pages"] == [1]
     text = squash(d.text)
-    ref = squash(SIMP + TRAD + "".join("".join(r) for r in TABLE))
-    assert cer(ref, text) < 0.03, d.text
+    ref = squash(SIMP + TRAD)
+    assert cer(ref, text[: len(ref)]) < 0.03, d.text
     assert TRAD in text  # traditional characters read as such, not converted
-    lines = d.text.splitlines()
-    assert any(ln.split() == ["社会保险补贴", "每人每月500元", "3年"] for ln in lines), d.text  # one table row a line
+    # the scanned table comes out as a row with its headers
+    assert "项目：社会保险补贴，补贴标准：每人每月500元，期限：3年。" in d.text.splitlines(), d.text
 
 
 def test_sideways_scan_is_turned_upright():

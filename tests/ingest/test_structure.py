@@ -90,7 +90,8 @@ def test_long_article_splits_but_never_overlaps_into_the_next():
     art7 = [c for c in chunks if c.path == "第四章 > 第七条"]
     assert len(art7) > 3 and all(len(c.text) <= 140 for c in art7)
     art8 = [c for c in chunks if c.path == "第四章 > 第八条"]
-    assert [c.text for c in art8] == ["第八条 审核部门应当在十个工作日内完成审核。"]  # no sentence of 第七条 overlaps in
+    # no sentence of 第七条 overlaps into 第八条
+    assert [c.text for c in art8] == ["第八条 审核部门应当在十个工作日内完成审核。"]
     assert art7[1].sentences[0].text == art7[0].sentences[-1].text  # overlap inside the article is kept
 
 
@@ -103,7 +104,8 @@ def test_short_articles_are_not_packed_together():
 def test_notice_structure_and_shared_path():
     notice = ("一、总体要求\n\n坚持就业优先战略。到2025年，全市城镇新增就业10万人。\n\n二、重点任务\n\n"
               "（一）加强组织领导。各地要建立工作机制，明确责任分工。\n\n"
-              "（二）强化资金保障。市财政每年安排专项资金5000万元。\n\n三、保障措施\n\n1. 建立督查制度。\n\n2. 定期通报进展。\n")
+              "（二）强化资金保障。市财政每年安排专项资金5000万元。\n\n三、保障措施\n\n"
+              "1. 建立督查制度。\n\n2. 定期通报进展。\n")
     chunks = chunks_of(notice)
     assert [p.kind for p in clean(notice)][3] == "body"  # a label followed by sentences is text
     by_start = {c.text[:6]: c.path for c in chunks}

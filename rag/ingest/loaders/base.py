@@ -247,3 +247,50 @@ def table_rows(rows: list[list[object]]) -> list[str]:
             line = "，".join(parts)
             out.append(line if line[-1] in "。！？；.!?" else line + "。")
     return out
+
+
+_CJK_SPACE = re.compile(r"(?<=[\u3400-\u9fff\uff00-\uffef])\s+|\s+(?=[\u3400-\u9fff\uff00-\uffef])")
+_HEADER_PUNCT = re.compile(r"[，。；：,;:！？!?]")
+MAX_HEADER_CELL = 12
+MAX_CELL = 40
+
+
+def _squeeze(cell: str) -> str:
+    """Spaces a layout put inside a cell: none next to Chinese, one between Latin words."""
+    return _CJK_SPACE.sub("", " ".join(cell.split()))
+
+
+def tables_as_rows(text: str, gap: int = 3) -> tuple[str, int]:
+    """Find tables in layout text (cells apart by ``gap`` or more spaces, as pypdf's layout mode and
+    ``ocr.layout`` write them) and rewrite each as rows with their headers (``table_rows``); other lines are
+    returned with their spacing squeezed. A table is a header line of 2+ short cells without punctuation
+    followed by at least one line with as many cells; text in two columns rarely passes that. Returns the
+    text and the number of tables found."""
+    split = re.compile(rf"\s{{{gap},}}")
+    lines = [ln for ln in text.split("\n")]
+    cells = [[c for c in split.split(ln.strip()) if c] for ln in lines]
+    out: list[str] = []
+    found = 0
+    i = 0
+    while i < len(lines):
+        head = cells[i]
+        if len(head) >= 2 and all(len(c) <= MAX_HEADER_CELL and not _HEADER_PUNCT.search(c) for c in head):
+            rows, j = [head], i + 1
+            while j < len(lines):
+                if not lines[j].strip():  # layout mode puts blank lines between rows
+                    j += 1
+                    continue
+                if len(cells[j]) != len(head) or any(len(c) > MAX_CELL for c in cells[j]):
+                    break
+                rows.append(cells[j])
+                j += 1
+            if len(rows) >= 2:
+                while j > i and not lines[j - 1].strip():
+                    j -= 1
+                out.extend(table_rows([[_squeeze(c) for c in r] for r in rows]))
+                found += 1
+                i = j
+                continue
+        out.append(_squeeze(lines[i]) if lines[i].strip() else "")
+        i += 1
+    return "\n".join(out), found

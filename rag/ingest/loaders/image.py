@@ -1,5 +1,6 @@
 """Images (``.png .jpg .jpeg .tif .tiff .bmp .webp``): OCR'd page by page (a multi-page TIFF is one page a
-frame); the pixel limit is checked from the header, before any pixel is decoded."""
+frame; a table becomes rows with their headers); the pixel limit is checked from the header, before any pixel
+is decoded."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import warnings
 
 from rag.core.errors import OcrLimitError, UnreadableFileError
 from rag.ingest import ocr
-from rag.ingest.loaders.base import Parsed, check_deadline
+from rag.ingest.loaders.base import Parsed, check_deadline, tables_as_rows
 
 
 def load_image(data: bytes, name: str) -> Parsed:
@@ -31,7 +32,8 @@ def load_image(data: bytes, name: str) -> Parsed:
             check_deadline()
             ocr.check_pixels(frame.width, frame.height, name, n if frames > 1 else None)
             starts.append(len(text))
-            text += ocr.ocr_image(frame.convert("RGB"), engine).strip("\n") + "\n\n"
+            laid, _ = tables_as_rows(ocr.ocr_image(frame.convert("RGB"), engine), gap=2)
+            text += laid.strip("\n") + "\n\n"
     if not text.strip():
         raise UnreadableFileError(f"{name}: OCR found no text in the image")
     extra: dict[str, object] = {"ocr_pages": list(range(1, len(starts) + 1)), "ocr_engine": engine.name}

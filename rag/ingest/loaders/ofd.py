@@ -13,7 +13,14 @@ from typing import Any
 
 from rag.core.errors import EncryptedFileError, UnreadableFileError
 from rag.ingest import ocr
-from rag.ingest.loaders.base import MAX_UNZIPPED, Parsed, TextBudget, check_deadline, inflate_capped
+from rag.ingest.loaders.base import (
+    MAX_UNZIPPED,
+    Parsed,
+    TextBudget,
+    check_deadline,
+    inflate_capped,
+    tables_as_rows,
+)
 
 MAX_PAGES = 10_000
 
@@ -197,7 +204,7 @@ def _assemble(data: bytes, name: str, pages: list[tuple[str, list[str]]], title:
                     continue
                 with Image.open(io.BytesIO(blob)) as img:
                     ocr.check_pixels(img.width, img.height, name, i + 1)
-                    parts.append(ocr.ocr_image(img.convert("RGB"), engine))
+                    parts.append(tables_as_rows(ocr.ocr_image(img.convert("RGB"), engine), gap=2)[0])
             texts[i] = "\n\n".join(p for p in parts if p.strip())
         extra = {"ocr_pages": [i + 1 for i in scan], "ocr_engine": engine.name}
     text, starts = "", []

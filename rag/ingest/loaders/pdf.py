@@ -1,6 +1,8 @@
 """PDF: the text layer page by page (page offsets kept); a page with no text layer, or a garbage one (private-use
 glyphs, ``(cid:12)``, replacement characters), is rendered with pdfium and OCR'd; a mixed PDF is read page by
-page. ``meta``: ``pages``, ``page_starts``, ``ocr_pages`` (1-based numbers of the pages OCR'd), ``ocr_engine``."""
+page. Tables (in the text layer, found through pypdf's layout mode, or in OCR'd text) become rows with their
+headers (``base.tables_as_rows``). ``meta``: ``pages``, ``page_starts``, ``ocr_pages`` (1-based numbers of the
+pages OCR'd), ``ocr_engine``, ``tables``."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 from rag.core.errors import EncryptedFileError, OcrLimitError, UnreadableFileError
 from rag.ingest import ocr
-from rag.ingest.loaders.base import Parsed, TextBudget, check_deadline, pdf_limits
+from rag.ingest.loaders.base import Parsed, TextBudget, check_deadline, pdf_limits, tables_as_rows
 
 _CID = re.compile(r"\(cid:\d+\)")
 _GOOD = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9\u3000-\u303f\uff00-\uffef，。、；：？！“”‘’（）《》]")
@@ -46,6 +48,14 @@ def needs_ocr(text: str, page: Any) -> bool:
     if garbage(text):
         return True
     return len(stripped) < MIN_TEXT and _has_image(page)
+
+
+def _may_have_table(text: str) -> bool:
+    """Cheap pre-check before the (slower) layout extraction: 3+ short lines of several space-separated
+    words, as pypdf's plain mode writes table rows."""
+    rows = [ln for ln in text.split("\n") if 2 <= len(ln.split()) <= 12 and len(ln) <= 120
+            and not ln.rstrip().endswith(("。", "；", "."))]
+    return len(rows) >= 2
 
 
 def render_pages(data: bytes, numbers: list[int], name: str) -> list[Any]:
@@ -83,6 +93,7 @@ def load_pdf(data: bytes, name: str) -> Parsed:
     encrypted = f"{name}: the PDF is encrypted (password-protected); send a decrypted copy"
     pages: list[str] = []
     scan: list[int] = []
+    tables = 0
     budget = TextBudget(name, "PDF")
     with pdf_limits():
         try:
@@ -101,6 +112,10 @@ def load_pdf(data: bytes, name: str) -> Parsed:
                 if needs_ocr(t, page):
                     scan.append(i)
                     t = ""
+                elif _may_have_table(t):
+                    laid, n = tables_as_rows(page.extract_text(extraction_mode="layout") or "")
+                    if n:
+                        t, tables = laid, tables + n
                 pages.append(budget.add(t))
         except FileNotDecryptedError as e:
             raise EncryptedFileError(encrypted) from e
@@ -116,7 +131,8 @@ def load_pdf(data: bytes, name: str) -> Parsed:
             for i in ocr.progress(scan, len(scan), name):
                 check_deadline()
                 img = render_pages(data, [i], name)[0]
-                pages[i] = budget.add(ocr.ocr_image(img, engine))
+                laid, n = tables_as_rows(ocr.ocr_image(img, engine), gap=2)
+                pages[i], tables = budget.add(laid), tables + n
             extra = {"ocr_pages": [i + 1 for i in scan], "ocr_engine": engine.name}
     text, starts = "", []
     for p in pages:
@@ -125,4 +141,6 @@ def load_pdf(data: bytes, name: str) -> Parsed:
     if not text.strip():
         cause = f": OCR found no text on its {len(scan)} page(s)" if scan else ""
         raise UnreadableFileError(f"{name}: the PDF has no extractable text{cause}")
+    if tables:
+        extra["tables"] = tables
     return text, {"page_starts": starts, "pages": len(pages), **extra}
