@@ -1,0 +1,149 @@
+"""Follow-up resolution rules (rag/answer/conversation.py, issue 16): pure, no model, no index."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer.conversation import (
+    Turn,
+    check_condensed,
+    condense_messages,
+    prefer_documents,
+    resolve,
+    rule_rewrite,
+    trim,
+)
+from rag.core.types import Chunk, Hit
+
+DIRECTOR = "鄂尔多斯实验室的主任是谁？"
+TRANSFER = "呼和浩特市共培育了多少家技术转移机构？"
+
+
+@pytest.mark.parametrize(("prev", "question", "expected", "kind"), [
+    # the issue's examples
+    (DIRECTOR, "他是哪所大学的教授？", "鄂尔多斯实验室的主任是哪所大学的教授？", "pronoun"),
+    (TRANSFER, "那新型研发机构呢？", "呼和浩特市共培育了多少家新型研发机构？", "ellipsis"),
+    # the same without 那, and as a bare noun phrase
+    (TRANSFER, "新型研发机构呢", "呼和浩特市共培育了多少家新型研发机构？", "ellipsis"),
+    (TRANSFER, "新型研发机构？", "呼和浩特市共培育了多少家新型研发机构？", "ellipsis"),
+    # another place, a year, a title with the same head noun
+    (TRANSFER, "那包头市呢？", "包头市共培育了多少家技术转移机构？", "ellipsis"),
+    (TRANSFER, "2023年呢？", "2023年呼和浩特市共培育了多少家技术转移机构？", "ellipsis"),
+    (DIRECTOR, "那副主任呢？", "鄂尔多斯实验室的副主任是谁？", "ellipsis"),
+    # it / its / 该 + noun / 这个 + noun
+    (DIRECTOR, "它的主要科研方向是什么？", "鄂尔多斯实验室的主要科研方向是什么？", "pronoun"),
+    (DIRECTOR, "其主要科研方向是什么？", "鄂尔多斯实验室的主要科研方向是什么？", "pronoun"),
+    (DIRECTOR, "该实验室以什么为主要科研方向？", "鄂尔多斯实验室以什么为主要科研方向？", "pronoun"),
+    ("京津冀国家技术创新中心精准对接了多少个项目？", "这个中心的助理主任是谁？",
+     "京津冀国家技术创新中心的助理主任是谁？", "pronoun"),
+    # traditional stays traditional
+    ("鄂尔多斯實驗室的主任是誰？", "他是哪所大學的教授？", "鄂尔多斯實驗室的主任是哪所大學的教授？", "pronoun"),
+    ("呼和浩特市共培育了多少家技術轉移機構？", "那新型研發機構呢？", "呼和浩特市共培育了多少家新型研發機構？",
+     "ellipsis"),
+    # English
+    ("Who is the director of the Ordos Laboratory?", "Which university is he a professor at?",
+     "Which university is the director of the Ordos Laboratory a professor at?", "pronoun"),
+    ("How many technology transfer institutions has Hohhot cultivated?", "What about new R&D institutions?",
+     "How many new R&D institutions has Hohhot cultivated?", "ellipsis"),
+    ("How many technology transfer institutions has Hohhot cultivated?", "What about Baotou?",
+     "How many technology transfer institutions has Baotou cultivated?", "ellipsis"),
+    ("What is the main research direction of the Ordos Laboratory?", "When was it unveiled?",
+     "When was the Ordos Laboratory unveiled?", "pronoun"),
+])
+def test_follow_ups_are_made_standalone(prev: str, question: str, expected: str, kind: str) -> None:
+    r = rule_rewrite(question, [Turn(prev, doc_ids=["000.txt", "000.txt"])])
+    assert (r.query, r.method, r.kind) == (expected, "rules", kind)
+    assert r.rewritten and r.question == question
+    assert r.doc_ids == ["000.txt"]  # the previous turn's documents carried (once)
+
+
+@pytest.mark.parametrize(("prev", "question"), [
+    (DIRECTOR, "内蒙古打造了多少个产业集群？"),  # a topic switch
+    (DIRECTOR, "其他城市有哪些实验室？"),  # 其他 is not 其
+    (TRANSFER, "因此，呼和浩特市应该如何培育新型研发机构？"),  # 因此 / 应该 are not 此 / 该
+    (TRANSFER, "京蒙两地政府是什么时候签订《全面深化京蒙协作框架协议》的？"),
+    ("Who is the director of the Ordos Laboratory?", "How many industrial clusters has Inner Mongolia built?"),
+])
+def test_self_contained_questions_are_left_alone(prev: str, question: str) -> None:
+    r = rule_rewrite(question, [Turn(prev, doc_ids=["000.txt"])])
+    assert (r.query, r.method, r.kind, r.doc_ids) == (question, "none", "", [])
+    assert not r.rewritten
+
+
+def test_no_history_no_rewrite() -> None:
+    assert rule_rewrite("他是哪所大学的教授？", []).query == "他是哪所大学的教授？"
+
+
+def test_short_answer_name_and_chained_follow_ups() -> None:
+    r = rule_rewrite("他是哪所大学的教授？", [Turn(DIRECTOR, short_answer="魏飞")])
+    assert r.query == "鄂尔多斯实验室的主任魏飞是哪所大学的教授？"
+    # the third turn builds on the second turn's standalone query, not on its elliptical wording
+    h = [Turn(TRANSFER), Turn("那新型研发机构呢？", query="呼和浩特市共培育了多少家新型研发机构？")]
+    assert rule_rewrite("那包头市呢？", h).query == "包头市共培育了多少家新型研发机构？"
+    # English: "his" takes the possessive
+    r = rule_rewrite("What is his title?", [Turn("Who is the director of the Ordos Laboratory?")])
+    assert r.query == "What is the director of the Ordos Laboratory's title?"
+
+
+def test_bare_measure_is_asked_of_the_previous_subject() -> None:
+    r = rule_rewrite("多少家？", [Turn("呼和浩特市共建设了新型研发机构？")])
+    assert r.kind == "measure" and r.query.startswith("呼和浩特市") and "多少家" in r.query
+
+
+def test_trim_drops_oldest_and_says_so() -> None:
+    h = [Turn(f"q{i}") for i in range(7)]
+    kept, warn = trim(h, 5)
+    assert [t.question for t in kept] == ["q2", "q3", "q4", "q5", "q6"]
+    assert warn and "oldest 2" in warn[0]
+    assert trim(h, 10) == (h, [])
+
+
+# -- the LLM condense step: verified, falling back to the rules -------------------------------------------------
+def test_condense_used_when_it_keeps_the_questions_terms() -> None:
+    def llm(messages):  # type: ignore[no-untyped-def]
+        assert messages[0]["role"] == "system" and DIRECTOR in messages[1]["content"]
+        assert "他是哪所大学的教授？" in messages[1]["content"]
+        return "独立问题：鄂尔多斯实验室主任魏飞是哪所大学的教授？"
+
+    r = resolve("他是哪所大学的教授？", [Turn(DIRECTOR, doc_ids=["a"])], condense=llm)
+    assert (r.query, r.method, r.doc_ids, r.warnings) == ("鄂尔多斯实验室主任魏飞是哪所大学的教授？", "llm", ["a"], [])
+
+
+def test_condense_dropping_the_new_terms_falls_back_to_rules() -> None:
+    r = resolve("那新型研发机构呢？", [Turn(TRANSFER)], condense=lambda m: "呼和浩特市共培育了多少家技术转移机构？")
+    assert r.method == "rules" and r.query == "呼和浩特市共培育了多少家新型研发机构？"
+    assert r.warnings and "新型" in r.warnings[0] and "rule-based" in r.warnings[0]
+
+
+def test_condense_error_or_timeout_falls_back_to_rules() -> None:
+    def slow(messages):  # type: ignore[no-untyped-def]
+        raise TimeoutError("LLM request deadline reached")
+
+    r = resolve("他是哪所大学的教授？", [Turn(DIRECTOR)], condense=slow)
+    assert r.method == "rules" and r.query == "鄂尔多斯实验室的主任是哪所大学的教授？"
+    assert "TimeoutError" in r.warnings[0]
+
+
+def test_condense_not_called_for_a_self_contained_question() -> None:
+    calls: list[object] = []
+    r = resolve("内蒙古打造了多少个产业集群？", [Turn(DIRECTOR)], condense=lambda m: calls.append(m) or "x")
+    assert r.method == "none" and calls == []
+
+
+def test_check_condensed() -> None:
+    good = "呼和浩特市有多少家新型研发机构？"
+    assert check_condensed("那新型研发机构呢？", good) == (good, "")
+    assert check_condensed("那新型研发机构呢？", "")[1] == "empty"
+    assert check_condensed("那新型研发机构呢？", "呼和浩特市\n新型研发机构")[1] == "not a single question"
+    assert check_condensed("What about Baotou?", "How many institutions has Hohhot?")[0] == ""
+    assert check_condensed("What about Baotou?", '"How many institutions has Baotou cultivated?"')[0] == \
+        "How many institutions has Baotou cultivated?"
+    assert len(condense_messages("q", [Turn(str(i)) for i in range(9)])[1]["content"].split("Q: ")) == 4
+
+
+def test_prefer_documents_moves_previous_documents_up() -> None:
+    hits = [Hit(Chunk(i, doc, "t", 0, 1), 1.0 / (i + 1), i + 1) for i, doc in enumerate("bbcadb")]
+    out = prefer_documents(hits, ["a"], 4)
+    assert [h.chunk.doc_id for h in out] == ["b", "a", "b", "c"]  # a: from 4th to 2nd
+    assert [h.rank for h in out] == [1, 2, 3, 4]
+    assert [h.chunk.doc_id for h in prefer_documents(hits, [], 3)] == ["b", "b", "c"]
