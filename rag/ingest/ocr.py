@@ -230,12 +230,14 @@ def recognise(img: Image, engine: Engine | None = None) -> list[OcrLine]:
     eng = engine or get_engine()
     lines = eng.lines(img)
     mean_conf = _score(lines) / max(1, sum(len(ln.text) for ln in lines))
-    if not lines or _vertical(lines) or mean_conf < 0.6:
-        best = _score(lines)
-        for angle in (90, 270):
-            turned = eng.lines(img.rotate(angle, expand=True, fillcolor="white"), upright=True)
-            if _score(turned) > best * 1.2:
-                best, lines = _score(turned), turned
+    vertical = bool(lines) and _vertical(lines)
+    if not lines or vertical or mean_conf < 0.6:
+        turned = [eng.lines(img.rotate(angle, expand=True, fillcolor="white"), upright=True) for angle in (90, 270)]
+        best = max(turned, key=_score)
+        # sideways lines may still be read one by one (vertical text), but in the wrong order: an upright reading
+        # wins unless it is much worse; otherwise a turned reading must be clearly better than the first one
+        if _score(best) > _score(lines) * (0.5 if vertical else 1.2):
+            lines = best
     return lines
 
 
