@@ -15,7 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import observability
-from api.routes import answer, chat, dify, documents, health, search
+from api.conversations import open_store
+from api.followup import create_condenser
+from api.routes import answer, chat, conversations, dify, documents, health, search
 from api.security import (
     AuthError,
     BodyLimitMiddleware,
@@ -77,9 +79,15 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.state.llm = create_generator(settings)  # None when RAG_LLM_BASE_URL is empty
         if app.state.llm is not None:
             logger.info("LLM answers via %r", app.state.llm)
+        app.state.condenser = create_condenser(settings)  # None without an LLM or with RAG_CONDENSE=rules
+        app.state.conversations = open_store(settings)  # None when RAG_STORE_CONVERSATIONS=false
         yield
         if app.state.llm is not None:
             app.state.llm.close()
+        if app.state.condenser is not None:
+            app.state.condenser.close()
+        if app.state.conversations is not None:
+            app.state.conversations.close()
 
     app = FastAPI(title="Policy RAG", version="0.1.0", lifespan=lifespan,
                   description="Cited retrieval and question answering over policy documents.")
@@ -135,6 +143,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(answer.router)
     app.include_router(chat.router)
     app.include_router(dify.router)
+    app.include_router(conversations.router)
 
     if settings.metrics_enabled:
         @app.get("/metrics", include_in_schema=False)

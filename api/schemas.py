@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rag.answer.conversation import Turn
 from rag.core.types import Filters
-from rag.output import Passage
+from rag.output import AskResponse, Passage
 
 MAX_QUERY = 1000
 
@@ -49,8 +50,52 @@ class SearchRequest(BaseModel):
         return check_query(v)
 
 
-class AskRequest(SearchRequest):
+class HistoryTurn(BaseModel):
+    """An earlier turn of the conversation (oldest first in ``history``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(..., min_length=1, max_length=MAX_QUERY)
+    answer: str = Field("", max_length=20000, description="The answer given (helps the LLM condense step)")
+    query: str = Field("", max_length=MAX_QUERY, description="The standalone query it was answered with "
+                       "(query_used of its response), when known")
+    short_answer: str = Field("", max_length=1000)
+    doc_ids: list[str] = Field(default_factory=list, max_length=100, description="Documents it cited: a "
+                               "follow-up prefers them")
+
+    @field_validator("question", "answer", "query", "short_answer")
+    @classmethod
+    def plain(cls, v: str) -> str:
+        if has_control_chars(v):
+            raise ValueError("history contains control characters: send plain text")
+        return v
+
+    def turn(self) -> Turn:
+        return Turn(self.question, self.answer, self.query, self.short_answer, list(self.doc_ids))
+
+
+class ConversationFields(BaseModel):
+    """Follow-up fields of a request (issue 16)."""
+
+    history: list[HistoryTurn] | None = Field(None, max_length=100, description="Earlier turns, oldest first: "
+                                              "a follow-up is made standalone from them")
+    conversation_id: str | None = Field(None, max_length=64, pattern=r"^[0-9a-f]{32}$",
+                                        description="Continue a stored conversation (its turns are the history)")
+
+    def turns(self) -> list[Turn]:
+        return [h.turn() for h in self.history or []]
+
+
+class AskRequest(SearchRequest, ConversationFields):
     pass
+
+
+class ConversationAnswer(AskResponse):
+    conversation_id: str | None = Field(None, description="The stored conversation (null when storage is off)")
+    turn: int | None = Field(None, description="This turn's number in the conversation (from 1)")
+    query_used: str = Field("", description="The standalone query searched and answered: the question, or its "
+                            "rewrite from the history")
+    rewrite: str = Field("none", description="none | rules | llm: how query_used was made")
 
 
 class SearchResponse(BaseModel):

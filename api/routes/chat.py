@@ -19,10 +19,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from api import followup
 from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
 from api.schemas import ErrorResponse, has_control_chars
 from rag.answer import answering
+from rag.answer.conversation import Turn
 from rag.core.errors import InvalidInputError
 from rag.core.types import Answer
 from rag.output import CitationOut
@@ -65,6 +67,9 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=8192, strict=True)
     top_k: int = Field(5, ge=1, le=100, strict=True, description="Passages to retrieve (extension)")
     mode: Literal["llm", "extractive"] = Field("llm", description="Extension: force the extractive answer")
+    conversation_id: str | None = Field(None, max_length=64, pattern=r"^[0-9a-f]{32}$",
+                                        description="Extension: continue a stored conversation (its turns are "
+                                                    "the history; the messages before the last are then ignored)")
 
     def query(self) -> str:
         for m in reversed(self.messages):
@@ -73,6 +78,21 @@ class ChatRequest(BaseModel):
                 if q:
                     return q
         raise InvalidInputError("no user message with text: the last user message is the question")
+
+    def history(self) -> list[Turn]:
+        """The earlier user messages, each with the assistant reply after it (and the documents that reply
+        cited, when the client sent its ``citations`` back): the follow-up is resolved against them."""
+        last = max(i for i, m in enumerate(self.messages) if m.role == "user" and m.text().strip())
+        turns: list[Turn] = []
+        for m in self.messages[:last]:
+            if m.role == "user" and m.text().strip():
+                turns.append(Turn(m.text().strip()))
+            elif m.role == "assistant" and turns and not turns[-1].answer:
+                turns[-1].answer = m.text().strip()
+                cites = (m.model_extra or {}).get("citations")
+                if isinstance(cites, list):
+                    turns[-1].doc_ids = [str(c["doc_id"]) for c in cites if isinstance(c, dict) and c.get("doc_id")]
+        return turns
 
 
 def _model(req: ChatRequest, generator: Any) -> str:
@@ -83,9 +103,18 @@ def _content(a: Answer) -> str:
     return a.text if a.answerable else a.message
 
 
-def _extras(a: Answer) -> dict[str, Any]:
-    return {"citations": [CitationOut.from_citation(c).model_dump() for c in a.citations],
-            "answerable": a.answerable, "short_answer": a.short_answer, "mode": a.mode, "warnings": a.warnings}
+def _extras(a: Answer, fu: followup.FollowUp | None = None) -> dict[str, Any]:
+    out = {"citations": [CitationOut.from_citation(c).model_dump() for c in a.citations],
+           "answerable": a.answerable, "short_answer": a.short_answer, "mode": a.mode, "warnings": a.warnings}
+    if fu is None:
+        return out
+    out = fu.merge(out)
+    fu.finish({**out, "answer": _content(a)}, _served(a, fu))
+    return out
+
+
+def _served(a: Answer, fu: followup.FollowUp) -> str:
+    return fu.model if a.mode == "llm" else EXTRACTIVE_MODEL
 
 
 @router.get("/models")
@@ -100,28 +129,37 @@ def models(request: Request) -> dict[str, Any]:
 @router.post("/chat/completions",
              responses={200: {"content": {"text/event-stream": {}}, "description":
                               "chat.completion JSON (+ citations), or chunks when stream=true"}})
-async def chat_completions(req: ChatRequest, pipeline: PipelineDep,  # type: ignore[no-untyped-def]
-                           generator: GeneratorDep):
-    """OpenAI-compatible chat completion answering the last user message from the documents, cited."""
+async def chat_completions(req: ChatRequest, request: Request,  # type: ignore[no-untyped-def]
+                           pipeline: PipelineDep, generator: GeneratorDep):
+    """OpenAI-compatible chat completion answering the last user message from the documents, cited. The
+    earlier messages (or the stored ``conversation_id``) make a follow-up standalone: ``query_used``."""
     query = req.query()
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     model = _model(req, generator)
     max_tokens = req.max_tokens or req.max_completion_tokens
-    if req.stream:
-        events = await run_in_threadpool(answering.stream_answer, pipeline, query, req.top_k, req.mode,
-                                         generator, req.temperature, max_tokens)
-        return StreamingResponse(_chunks(events, cid, created, model), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
-    a = await run_in_threadpool(answering.answer, pipeline, query, req.top_k, req.mode, generator,
-                                req.temperature, max_tokens)
+    fu = await run_in_threadpool(followup.start, request, query, req.history(), req.conversation_id)
+    fu.model = generator.model if generator is not None else EXTRACTIVE_MODEL
+    p = fu.pipeline(pipeline)
+    try:
+        if req.stream:
+            events = await run_in_threadpool(answering.stream_answer, p, fu.query, req.top_k, req.mode,
+                                             generator, req.temperature, max_tokens)
+            return StreamingResponse(_chunks(events, cid, created, model, fu), media_type="text/event-stream",
+                                     headers=SSE_HEADERS)
+        a = await run_in_threadpool(answering.answer, p, fu.query, req.top_k, req.mode, generator,
+                                    req.temperature, max_tokens)
+    except Exception as e:
+        fu.fail(model, type(e).__name__)
+        raise
     return {"id": cid, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": _content(a)},
                          "finish_reason": "stop", "logprobs": None}],
-            **_extras(a)}
+            **_extras(a, fu)}
 
 
-def _chunks(events: Iterator[answering.Event], cid: str, created: int, model: str) -> Iterator[str]:
+def _chunks(events: Iterator[answering.Event], cid: str, created: int, model: str,
+            fu: followup.FollowUp | None = None) -> Iterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
@@ -140,8 +178,10 @@ def _chunks(events: Iterator[answering.Event], cid: str, created: int, model: st
                 if payload.mode != "llm" and sent.strip() != final.strip():
                     # the LLM broke mid-stream: what was sent is superseded by the extractive answer
                     yield chunk({"content": "\n\n" + final})
-                yield chunk({}, "stop", **_extras(payload))
+                yield chunk({}, "stop", **_extras(payload, fu))
     except Exception:  # the status line is gone: end the stream in-band
         logger.exception("chat stream failed")
+        if fu is not None:
+            fu.fail(model, "stream failed")
         yield chunk({}, "stop", citations=[], warnings=["internal error; see server log"])
     yield "data: [DONE]\n\n"

@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from api import followup
 from api.deps import PipelineDep, _limit, limit_failed_auth, require_read
-from api.schemas import check_query
+from api.schemas import HistoryTurn, check_query
 from api.security import key_matches
 
 router = APIRouter(tags=["dify"])
@@ -35,6 +36,10 @@ class RetrievalRequest(BaseModel):
     knowledge_id: str = ""
     query: str = Field(..., min_length=1)
     retrieval_setting: RetrievalSetting = Field(default_factory=lambda: RetrievalSetting.model_validate({}))
+    # issue 16: Dify sends the query only; a caller that has the conversation may send it, and a follow-up is
+    # then searched as its standalone rewrite (query_used)
+    history: list[HistoryTurn] | None = Field(None, max_length=100)
+    conversation_id: str | None = Field(None, max_length=64, pattern=r"^[0-9a-f]{32}$")
 
     @field_validator("query")
     @classmethod
@@ -51,6 +56,7 @@ class Record(BaseModel):
 
 class RetrievalResponse(BaseModel):
     records: list[Record]
+    query_used: str | None = Field(None, description="The standalone query searched (extension)")
 
 
 def _auth_error(request: Request, key: str) -> JSONResponse | None:
@@ -79,7 +85,9 @@ async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineD
     else:
         require_read(request)
     rs = req.retrieval_setting
-    hits, _ = await run_in_threadpool(pipeline.search, req.query, rs.top_k, "hybrid")
+    fu = await run_in_threadpool(followup.start, request, req.query,
+                                 [h.turn() for h in req.history or []], req.conversation_id, False)
+    hits, _ = await run_in_threadpool(fu.pipeline(pipeline).search, fu.query, rs.top_k, "hybrid")
     records = []
     for h in hits:
         score = float(h.dense) if h.dense is not None else 0.0
@@ -91,4 +99,4 @@ async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineD
                                         "section": c.section, "start": c.start, "end": c.end, "rank": h.rank,
                                         "hybrid_score": round(h.score, 6),
                                         "bm25_score": None if h.bm25 is None else round(h.bm25, 4)}))
-    return RetrievalResponse(records=records)
+    return RetrievalResponse(records=records, query_used=fu.query)

@@ -92,6 +92,22 @@ class Settings(BaseSettings):
     llm_slot_wait: float = Field(2, ge=0, le=60, description="Seconds a request waits for a free LLM slot")
     llm_max_reply_chars: int = Field(20000, ge=100, description="Longest LLM reply read; reading stops past it")
 
+    # Conversations (issue 16): follow-up resolution (rag/answer/conversation.py), storage (api/conversations.py)
+    store_conversations: bool = Field(True, description="Store conversations (turns, rewritten query, answer, "
+                                      "citations); false = nothing is stored and conversation_id is refused")
+    conversations_db: str = Field("", description="SQLite database file (a path or sqlite:///path); empty = "
+                                  "conversations.sqlite3 beside the index folder")
+    conversation_retention_days: float = Field(90, ge=0, description="Conversations not updated for this many "
+                                               "days are deleted (checked hourly); 0 = kept forever")
+    max_history_turns: int = Field(10, ge=0, le=100, description="Earlier turns a follow-up is resolved "
+                                   "against; older ones are dropped with a warning")
+    condense: Literal["rules", "llm", "llm-always"] = Field("llm", description="Follow-up rewriting: rules | llm "
+                                                            "(an LLM condense step for follow-ups the rules "
+                                                            "detect, when an LLM is configured) | llm-always "
+                                                            "(every question with history)")
+    condense_timeout: float = Field(8, gt=0, le=60, description="Seconds for the LLM condense step; past it the "
+                                    "rule rewrite is used")
+
 
 def get_settings() -> Settings:
     return Settings()

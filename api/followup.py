@@ -1,0 +1,135 @@
+"""Follow-ups for the answer routes (issue 16): the earlier turns (sent as ``history``, as OpenAI ``messages``,
+or stored under ``conversation_id``) -> the standalone query (rag/answer/conversation.py, with the LLM condense
+step when one is configured) -> the turn logged before and after answering (api/conversations.py).
+
+``start`` blocks (SQLite, maybe the LLM): routes call it in the thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from api.conversations import ConversationStore, owner_name
+from api.security import key_matches
+from rag.answer.conversation import Condense, Resolution, Turn, prefer_documents, resolve, trim
+from rag.answer.llm import OpenAICompatGenerator
+from rag.core.config import Settings
+from rag.core.errors import InvalidInputError
+
+logger = logging.getLogger("api")
+
+STORAGE_OFF = ("conversation storage is off (RAG_STORE_CONVERSATIONS=false): send the earlier turns in "
+               "'history' (or the OpenAI 'messages') instead of a conversation_id")
+
+
+def create_condenser(settings: Settings) -> OpenAICompatGenerator | None:
+    """A client of its own for the condense step: short deadline, no retries, a short reply."""
+    if not settings.llm_base_url or settings.condense == "rules":
+        return None
+    return OpenAICompatGenerator(settings.llm_base_url, settings.llm_model, settings.llm_api_key,
+                                 timeout=settings.condense_timeout, retries=0, temperature=0.0, max_tokens=200,
+                                 deadline=settings.condense_timeout, concurrency=settings.llm_concurrency,
+                                 slot_wait=min(settings.llm_slot_wait, 1.0), max_reply_chars=2000)
+
+
+def caller_owner(request: Request, settings: Settings) -> str:
+    given = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if given and settings.api_keys and any(key_matches(given, k) for k in settings.api_keys):
+        return owner_name(given)
+    return ""
+
+
+class PreferringPipeline:
+    """The pipeline, with search moving hits of the previous turn's documents up (a follow-up)."""
+
+    def __init__(self, pipeline: Any, doc_ids: list[str]) -> None:
+        self._p = pipeline
+        self._doc_ids = doc_ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._p, name)
+
+    def search(self, query: str, top_k: int = 5, mode: str = "hybrid", timings: dict[str, float] | None = None,
+               filters: Any = None, rerank: bool | None = None) -> tuple[list[Any], Any]:
+        n = min(max(top_k * 2, top_k + 5), int(getattr(self._p.settings, "max_top_k", 100)))
+        hits, qvec = self._p.search(query, max(n, top_k), mode, timings, filters, rerank)
+        return prefer_documents(hits, self._doc_ids, top_k), qvec
+
+
+@dataclass
+class FollowUp:
+    resolution: Resolution
+    store: ConversationStore | None = None
+    conversation_id: str | None = None
+    turn: int | None = None
+    t0: float = field(default_factory=time.perf_counter)
+    model: str = ""  # the LLM's name, stored with a turn it answered
+
+    @property
+    def query(self) -> str:
+        return self.resolution.query
+
+    def pipeline(self, pipeline: Any) -> Any:
+        return PreferringPipeline(pipeline, self.resolution.doc_ids) if self.resolution.doc_ids else pipeline
+
+    def fields(self) -> dict[str, Any]:
+        return {"conversation_id": self.conversation_id, "turn": self.turn, "query_used": self.resolution.query,
+                "rewrite": self.resolution.method}
+
+    def merge(self, out: dict[str, Any]) -> dict[str, Any]:
+        """The response JSON with the conversation fields and the resolution's warnings."""
+        out.update(self.fields())
+        out["warnings"] = list(dict.fromkeys([*self.resolution.warnings, *(out.get("warnings") or [])]))
+        return out
+
+    def finish(self, out: dict[str, Any], model: str) -> None:
+        if self.store is None or self.conversation_id is None or self.turn is None:
+            return
+        try:
+            self.store.finish(self.conversation_id, self.turn, out, (time.perf_counter() - self.t0) * 1000, model)
+        except Exception:  # noqa: BLE001 - the answer is sent even when logging it fails
+            logger.exception("could not store turn %s of conversation %s", self.turn, self.conversation_id)
+
+    def fail(self, model: str, why: str) -> None:
+        if self.store is not None and self.conversation_id is not None and self.turn is not None:
+            try:
+                self.store.finish(self.conversation_id, self.turn, {"warnings": [why]},
+                                  (time.perf_counter() - self.t0) * 1000, model, status="error")
+            except Exception:  # noqa: BLE001
+                logger.exception("could not store the failure of conversation %s", self.conversation_id)
+
+
+def start(request: Request, question: str, history: list[Turn] | None = None,
+          conversation_id: str | None = None, store_turn: bool = True) -> FollowUp:
+    """Resolve ``question`` against the earlier turns and, when storing, write the turn (pending)."""
+    settings: Settings = request.app.state.settings
+    store: ConversationStore | None = getattr(request.app.state, "conversations", None)
+    owner = caller_owner(request, settings)
+    turns = list(history or [])
+    if conversation_id:
+        if store is None:
+            raise InvalidInputError(STORAGE_OFF)
+        stored = store.history(conversation_id, owner)  # NotFoundError (404) when unknown
+        turns = stored or turns
+    kept, warnings = trim(turns, settings.max_history_turns)
+    condenser = getattr(request.app.state, "condenser", None)
+    condense: Condense | None = None
+    if condenser is not None:
+        def condense(messages: list[dict[str, Any]]) -> str:
+            return condenser.chat(messages, temperature=0.0, max_tokens=200)  # type: ignore[no-any-return]
+    res = resolve(question, kept, condense, always_condense=settings.condense == "llm-always")
+    res.warnings = [*warnings, *res.warnings]
+    f = FollowUp(res)
+    if store is not None and store_turn:
+        cid = conversation_id or store.create(owner, question)
+        f.store, f.conversation_id = store, cid
+        f.turn = store.begin(cid, question, res.query, res.method)
+    return f
