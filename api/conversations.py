@@ -14,6 +14,8 @@ Schema::
           status TEXT, answer TEXT, short_answer TEXT, citations TEXT (JSON), doc_ids TEXT (JSON),
           answerable INTEGER, latency_ms REAL, model TEXT, mode TEXT, warnings TEXT (JSON),
           PRIMARY KEY (conversation_id, turn))
+    feedback(conversation_id TEXT, turn INTEGER, rating TEXT ('up' | 'down'), comment TEXT, created REAL,
+             PRIMARY KEY (conversation_id, turn))  -- the latest rating of a turn
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ CREATE TABLE IF NOT EXISTS turns (
     citations TEXT NOT NULL DEFAULT '[]', doc_ids TEXT NOT NULL DEFAULT '[]', answerable INTEGER,
     latency_ms REAL, model TEXT NOT NULL DEFAULT '', mode TEXT NOT NULL DEFAULT '',
     warnings TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (conversation_id, turn));
+CREATE TABLE IF NOT EXISTS feedback (
+    conversation_id TEXT NOT NULL, turn INTEGER NOT NULL, rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment TEXT NOT NULL DEFAULT '', created REAL NOT NULL, PRIMARY KEY (conversation_id, turn),
+    FOREIGN KEY (conversation_id, turn) REFERENCES turns(conversation_id, turn) ON DELETE CASCADE);
 """
 PURGE_EVERY = 3600.0
 
@@ -125,9 +131,20 @@ class ConversationStore:
                   json.dumps(answer.get("warnings") or [], ensure_ascii=False), cid, turn))
         self._tx("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), cid))
 
+    def feedback(self, cid: str, turn: int, rating: str, comment: str = "", owner: str = "") -> None:
+        """Rate a turn (up | down, the latest rating counts); NotFoundError for an unknown conversation or turn."""
+        self._conversation(cid, owner)
+        if self._tx("SELECT 1 FROM turns WHERE conversation_id = ? AND turn = ?", (cid, turn)).fetchone() is None:
+            raise NotFoundError(f"conversation {cid!r} has no turn {turn}")
+        self._tx("INSERT INTO feedback(conversation_id, turn, rating, comment, created) VALUES (?, ?, ?, ?, ?) "
+                 "ON CONFLICT(conversation_id, turn) DO UPDATE SET rating = excluded.rating, "
+                 "comment = excluded.comment, created = excluded.created",
+                 (cid, turn, rating, comment, time.time()))
+
     def delete(self, cid: str, owner: str = "") -> bool:
         self.get(cid, owner)  # 404 when unknown or someone else's
         with self._lock:
+            self._db.execute("DELETE FROM feedback WHERE conversation_id = ?", (cid,))
             self._db.execute("DELETE FROM turns WHERE conversation_id = ?", (cid,))
             return self._db.execute("DELETE FROM conversations WHERE id = ?", (cid,)).rowcount > 0
 
@@ -139,8 +156,9 @@ class ConversationStore:
             return 0
         cutoff = now - self.retention_days * 86400
         with self._lock:
-            self._db.execute("DELETE FROM turns WHERE conversation_id IN "
-                             "(SELECT id FROM conversations WHERE updated < ?)", (cutoff,))
+            for table in ("feedback", "turns"):
+                self._db.execute(f"DELETE FROM {table} WHERE conversation_id IN "
+                                 "(SELECT id FROM conversations WHERE updated < ?)", (cutoff,))
             return self._db.execute("DELETE FROM conversations WHERE updated < ?", (cutoff,)).rowcount
 
     def _maybe_purge(self) -> None:
@@ -156,7 +174,9 @@ class ConversationStore:
 
     def get(self, cid: str, owner: str = "") -> dict[str, Any]:
         row = self._conversation(cid, owner)
-        turns = self._tx("SELECT * FROM turns WHERE conversation_id = ? ORDER BY turn", (cid,)).fetchall()
+        turns = self._tx("SELECT t.*, f.rating, f.comment FROM turns t LEFT JOIN feedback f "
+                         "ON f.conversation_id = t.conversation_id AND f.turn = t.turn "
+                         "WHERE t.conversation_id = ? ORDER BY t.turn", (cid,)).fetchall()
         return {**_conv(row), "turns": [_turn(t) for t in turns]}
 
     def history(self, cid: str, owner: str = "") -> list[Turn]:
@@ -184,7 +204,8 @@ def _turn(row: sqlite3.Row) -> dict[str, Any]:
             "doc_ids": json.loads(row["doc_ids"]),
             "answerable": None if row["answerable"] is None else bool(row["answerable"]),
             "latency_ms": row["latency_ms"], "model": row["model"], "mode": row["mode"],
-            "warnings": json.loads(row["warnings"])}
+            "warnings": json.loads(row["warnings"]),
+            "feedback": None if row["rating"] is None else {"rating": row["rating"], "comment": row["comment"]}}
 
 
 def _iso(t: float) -> str:

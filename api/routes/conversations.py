@@ -1,4 +1,4 @@
-"""Stored conversations (issue 16): GET /v1/conversations, GET/DELETE /v1/conversations/{id}.
+"""Stored conversations (issue 16): GET /v1/conversations, GET/DELETE /v1/conversations/{id}, POST /v1/feedback.
 
 They hold what users asked, so they need write access (a key once RAG_API_KEYS is set, else this machine and
 the same origin); a caller with a key sees only the conversations it started. 404 when storage is off.
@@ -6,15 +6,16 @@ the same origin); a caller with a key sees only the conversations it started. 40
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from api.conversations import ConversationStore
 from api.deps import WriteAccess
 from api.followup import STORAGE_OFF, caller_owner
-from api.schemas import ErrorResponse
+from api.schemas import ErrorResponse, has_control_chars
 from rag.core.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["conversations"],
@@ -53,3 +54,29 @@ async def delete_conversation(request: Request, conversation_id: str = ID) -> di
     store = _store(request)
     await run_in_threadpool(store.delete, conversation_id, caller_owner(request, request.app.state.settings))
     return {"deleted": conversation_id}
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: str = Field(..., pattern=r"^[0-9a-f]{32}$")
+    turn: int = Field(..., ge=1, strict=True)
+    rating: Literal["up", "down"]
+    comment: str = Field("", max_length=2000)
+
+    @field_validator("comment")
+    @classmethod
+    def plain(cls, v: str) -> str:
+        if has_control_chars(v):
+            raise ValueError("comment contains control characters: send plain text")
+        return v.strip()
+
+
+@router.post("/feedback")
+async def feedback(req: FeedbackRequest, request: Request) -> dict[str, Any]:
+    """👍/👎 (and an optional comment) on one answer; the latest rating of a turn counts. 404 for an unknown
+    conversation or turn."""
+    store = _store(request)
+    await run_in_threadpool(store.feedback, req.conversation_id, req.turn, req.rating, req.comment,
+                            caller_owner(request, request.app.state.settings))
+    return {"conversation_id": req.conversation_id, "turn": req.turn, "rating": req.rating}

@@ -126,6 +126,25 @@ def test_answer_with_conversation_id_is_stored_and_listed(conv: tuple[str, Path,
         assert c.execute("SELECT COUNT(*) FROM turns WHERE conversation_id = ?", (cid,)).fetchone()[0] == 0
 
 
+def test_feedback_stored_per_turn(conv: tuple[str, Path, str]) -> None:
+    base, db, _ = conv
+    a = httpx.post(f"{base}/v1/ask", json={"query": DIRECTOR}, timeout=60).json()
+    cid = a["conversation_id"]
+    r = httpx.post(f"{base}/v1/feedback", json={"conversation_id": cid, "turn": 1, "rating": "down",
+                                               "comment": " 没说是哪所大学 "}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert httpx.post(f"{base}/v1/feedback", json={"conversation_id": cid, "turn": 1, "rating": "up"},
+                      timeout=10).status_code == 200  # the latest rating counts
+    assert httpx.get(f"{base}/v1/conversations/{cid}", timeout=10).json()["turns"][0]["feedback"] == \
+        {"rating": "up", "comment": ""}
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT rating FROM feedback WHERE conversation_id = ?", (cid,)).fetchall() == [("up",)]
+    for bad, status in [({"turn": 2}, 404), ({"conversation_id": "f" * 32}, 404), ({"rating": "meh"}, 422),
+                        ({"turn": "1"}, 422)]:
+        body = {"conversation_id": cid, "turn": 1, "rating": "up", **bad}
+        assert httpx.post(f"{base}/v1/feedback", json=body, timeout=10).status_code == status, bad
+
+
 def test_ask_with_history_english_and_self_contained(conv: tuple[str, Path, str]) -> None:
     base, _, _ = conv
     hist = [{"question": "How many technology transfer institutions has Hohhot cultivated?", "doc_ids": [HOHHOT]}]
