@@ -8,6 +8,8 @@
 
   var API = {
     answer: "/v1/answer",
+    conversations: "/v1/conversations",
+    feedback: "/v1/feedback",
     documents: "/v1/documents",
     health: "/healthz",
   };
@@ -25,7 +27,11 @@
     busy: false,
     panelTrigger: null,
     panelRequest: 0,
+    conversationId: null, // the stored conversation the next question continues (null: a new one)
+    question: "",         // the question of the answer shown in #answer
+    history: [],          // earlier turns {question, resp}, oldest first (sent as history when nothing is stored)
   };
+  var STORE_KEY = "policy-rag.conversation";
 
   function $(id) { return document.getElementById(id); }
 
@@ -311,6 +317,16 @@
   function askBody(query, topK) {
     var body = { query: query, top_k: topK, mode: $("answer-mode").value === "llm" ? "llm" : "extractive",
                  stream: true };
+    // a follow-up is resolved on the server: from the stored conversation, else from the turns shown here
+    if (state.conversationId) body.conversation_id = state.conversationId;
+    else if (state.history.length) {
+      body.history = state.history.slice(-10).map(function (h) {
+        var r = h.resp || {};
+        return { question: h.question, answer: (r.answer || r.message || "").slice(0, 2000),
+                 query: r.query_used || "", short_answer: r.short_answer || "",
+                 doc_ids: (r.citations || []).map(function (c) { return c.doc_id; }).slice(0, 20) };
+      });
+    }
     if (state.filter) body.doc_ids = [state.filter];
     if (state.collection) body.collection = state.collection;
     return body;
@@ -393,11 +409,23 @@
     $("ask-btn").disabled = true;
     setText($("ask-status"), "正在检索并生成回答…");
     var body = askBody(q, k);
+    if (state.resp) {  // the answer shown so far joins the thread above
+      state.history.push({ question: state.question, resp: state.resp });
+      renderThread();
+    }
+    state.resp = null;
+    showQuestion(q);
     answerSink.begin();
     askStream(body, answerSink).then(
       function (resp) {
         state.asked = { doc: body.doc_ids ? body.doc_ids[0] : "", collection: body.collection || "" };
+        if (resp.conversation_id) {
+          state.conversationId = resp.conversation_id;
+          try { window.localStorage.setItem(STORE_KEY, resp.conversation_id); } catch (e) { /* private mode */ }
+        }
+        $("question").value = "";
         answerSink.end(resp);
+        loadConversations();
         setText($("ask-status"), resp.answerable
           ? "已回答（" + (resp.mode === "llm" ? "大模型生成" : "摘录") + "，用时 " + fmt(resp.took_ms, 0) + " 毫秒）。"
           : "文档中没有找到答案。");
@@ -474,6 +502,151 @@
       box.append(el("ul", { class: "warnings", "aria-label": "提示" },
         resp.warnings.map(function (w) { return el("li", {}, w); })));
     }
+    box.append(turnFooter(resp));
+  }
+
+  // ---------- conversation: thread, rewritten query, feedback, past conversations ----------
+
+  function showQuestion(q) {
+    state.question = q;
+    var node = $("current-question");
+    node.replaceChildren(el("span", { class: "muted" }, "问："), q);
+    node.hidden = !q;
+  }
+
+  // "searched as …" when the server rewrote a follow-up, then 👍/👎 for a stored turn
+  function turnFooter(resp) {
+    var foot = el("div", { class: "turn-foot" });
+    if (resp.query_used && resp.rewrite && resp.rewrite !== "none") {
+      foot.append(el("p", { class: "query-used muted" }, "按上下文理解为：", el("q", {}, resp.query_used)));
+    }
+    if (resp.conversation_id && resp.turn) foot.append(ratingButtons(resp));
+    return foot;
+  }
+
+  function keyHeaders(extra) {
+    var h = extra || {};
+    var key = $("api-key").value;
+    if (key) h["X-API-Key"] = key;
+    return h;
+  }
+
+  function ratingButtons(resp) {
+    var box = el("div", { class: "rating", role: "group", "aria-label": "这个回答有帮助吗？" });
+    var note = el("span", { class: "rating-note muted", role: "status" });
+    function button(rating, label, face) {
+      var pressed = resp.feedback && resp.feedback.rating === rating;
+      return el("button", {
+        type: "button", class: "rate", dataset: { rating: rating }, "aria-label": label,
+        "aria-pressed": pressed ? "true" : "false",
+        onclick: function () { rate(resp, rating, box, note); },
+      }, face);
+    }
+    // the words too: the emoji alone is a blank box where no emoji font is installed
+    box.append(button("up", "有帮助", "👍 有用"), button("down", "没有帮助", "👎 没用"), note);
+    return box;
+  }
+
+  function rate(resp, rating, box, note) {
+    request(API.feedback, {
+      method: "POST", headers: keyHeaders({ "Content-Type": "application/json", Accept: "application/json" }),
+      body: JSON.stringify({ conversation_id: resp.conversation_id, turn: resp.turn, rating: rating }),
+    }).then(function () {
+      resp.feedback = { rating: rating };
+      box.querySelectorAll("button.rate").forEach(function (b) {
+        b.setAttribute("aria-pressed", b.dataset.rating === rating ? "true" : "false");
+      });
+      setText(note, "已记录，谢谢。");
+    }, function (e) { setText(note, describeError(e, "未能记录")); });
+  }
+
+  function renderThread() {
+    var list = $("thread");
+    list.replaceChildren();
+    state.history.forEach(function (h) {
+      var r = h.resp || {};
+      list.append(el("li", { class: "turn", dataset: { turn: String(r.turn || "") } },
+        el("p", { class: "turn-q" }, el("span", { class: "muted" }, "问："), h.question),
+        r.answerable
+          ? el("div", { class: "turn-a" },
+            r.short_answer ? el("p", { class: "short-answer" }, el("span", { class: "muted" }, "简答："),
+              el("strong", {}, r.short_answer)) : null,
+            el("p", { class: "answer-text" }, answerWithMarkers(r.answer || "", r.citations)))
+          : el("p", { class: "turn-a refusal-msg" }, r.message || "文档中没有找到这个问题的答案。"),
+        turnFooter(r)));
+    });
+  }
+
+  function newConversation() {
+    state.conversationId = null;
+    state.history = [];
+    state.resp = null;
+    try { window.localStorage.removeItem(STORE_KEY); } catch (e) { /* private mode */ }
+    renderThread();
+    showQuestion("");
+    $("answer").replaceChildren(el("p", { class: "muted" }, "提出问题后，回答会显示在这里；点击 [n] 查看原文出处。"));
+    renderPassages();
+    $("question").focus();
+  }
+
+  // A stored turn (GET /v1/conversations/{id}) in the shape of an answer response
+  function storedResp(id, t) {
+    return { answer: t.answerable ? t.answer : "", answerable: !!t.answerable, message: t.answerable ? "" : t.answer,
+             short_answer: t.short_answer, short_citation: null, citations: t.citations || [], passages: [],
+             warnings: t.warnings || [], mode: t.mode, conversation_id: id, turn: t.turn, query_used: t.query,
+             rewrite: t.rewrite, feedback: t.feedback };
+  }
+
+  function openConversation(id) {
+    return request(API.conversations + "/" + encodeURIComponent(id),
+                   { headers: keyHeaders({ Accept: "application/json" }) }).then(function (c) {
+      var turns = (c.turns || []).filter(function (t) { return t.status === "done"; });
+      state.conversationId = c.id;
+      try { window.localStorage.setItem(STORE_KEY, c.id); } catch (e) { /* private mode */ }
+      state.history = turns.slice(0, -1).map(function (t) { return { question: t.question, resp: storedResp(c.id, t) }; });
+      renderThread();
+      var last = turns[turns.length - 1];
+      if (last) {
+        showQuestion(last.question);
+        state.resp = storedResp(c.id, last);
+        renderAnswer();
+      } else {
+        showQuestion("");
+        state.resp = null;
+      }
+      renderPassages();
+    }, function (e) {
+      if (e.status === 404) {  // deleted or expired: start afresh
+        try { window.localStorage.removeItem(STORE_KEY); } catch (x) { /* private mode */ }
+        state.conversationId = null;
+      }
+      throw e;
+    });
+  }
+
+  function loadConversations() {
+    var note = $("convos-note"), list = $("convo-list");
+    return request(API.conversations + "?limit=20", { headers: keyHeaders({ Accept: "application/json" }) }).then(
+      function (body) {
+        var rows = (body && body.conversations) || [];
+        list.replaceChildren();
+        rows.forEach(function (c) {
+          list.append(el("li", {}, el("button", {
+            type: "button", class: "linkish", dataset: { id: c.id },
+            "aria-current": c.id === state.conversationId ? "true" : null,
+            onclick: function () {
+              openConversation(c.id).catch(function (e) { setText(note, describeError(e, "打开对话失败")); });
+            },
+          }, c.title || c.id), el("span", { class: "muted" }, " · " + c.turns + " 轮 · " + c.updated.replace("T", " ").slice(0, 16))));
+        });
+        setText(note, rows.length ? "点击一个对话继续追问。" : "还没有对话。");
+      },
+      function (e) {
+        list.replaceChildren();
+        setText(note, e.status === 404 ? "服务器未保存对话。"
+          : e.status === 401 || e.status === 403 ? "查看历史对话需要 API 密钥（填在“上传文档”处）。"
+            : describeError(e, "历史对话加载失败"));
+      });
   }
 
   function renderPassages() {
@@ -705,10 +878,15 @@
     });
 
     $("upload-form").addEventListener("submit", function (e) { e.preventDefault(); upload(); });
+    $("new-convo").addEventListener("click", newConversation);
 
     renderPassages();
     loadHealth();
     loadDocuments();
+    var saved = null;
+    try { saved = window.localStorage.getItem(STORE_KEY); } catch (e) { saved = null; }
+    if (saved) openConversation(saved).catch(function () { /* gone: a new conversation */ });
+    loadConversations();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
