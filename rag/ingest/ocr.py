@@ -223,15 +223,33 @@ def _vertical(lines: list[OcrLine]) -> bool:
     return tall > 0.5 * sum(ln.width * ln.height for ln in lines)
 
 
+def _content(img: Image, margin: int = 24) -> Image | None:
+    """The page cropped to its ink (dark pixels) plus a margin, or None for a blank page. The detector scales a
+    page by its short side, so a sparse page (one line on A4) is read far better cropped."""
+    gray = img.convert("L")
+    box = gray.point(lambda p: 255 if p < 160 else 0).getbbox()
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return img.crop((max(0, x0 - margin), max(0, y0 - margin), min(img.width, x1 + margin),
+                     min(img.height, y1 + margin)))
+
+
 def recognise(img: Image, engine: Engine | None = None) -> list[OcrLine]:
     """OCR one page. A page whose lines come out vertical or with low confidence is also read turned by 90 and
     270 degrees, and the reading with most confident characters wins (a scan fed in sideways); those readings
     take the page as it is turned (no per-line flip), so the upside-down one reads as noise and loses."""
     eng = engine or get_engine()
+    cropped = _content(img)
+    if cropped is None:
+        return []  # a blank page
+    img = cropped
     lines = eng.lines(img)
     mean_conf = _score(lines) / max(1, sum(len(ln.text) for ln in lines))
-    vertical = bool(lines) and _vertical(lines)
-    if not lines or vertical or mean_conf < 0.6:
+    if not lines:
+        return lines  # nothing detected: turning the page would find nothing either (a blank page)
+    vertical = _vertical(lines)
+    if vertical or mean_conf < 0.6:
         turned = [eng.lines(img.rotate(angle, expand=True, fillcolor="white"), upright=True) for angle in (90, 270)]
         best = max(turned, key=_score)
         # sideways lines may still be read one by one (vertical text), but in the wrong order: an upright reading

@@ -74,8 +74,19 @@ def test_page_and_pixel_limits_and_time_budget(monkeypatch):
     with pytest.raises(OcrLimitError, match=r"big\.png: the image is 1240x1754 = 2 MP, over the OCR limit of 1 MP"):
         load_bytes(dm.png_bytes(dm.render_page(["大图。"])), "big.png")
     monkeypatch.delenv("RAG_OCR_MAX_PIXELS")
-    with pytest.raises(ParseTimeoutError, match=r"slow\.pdf: reading it took longer than"):
+    with pytest.raises(ParseTimeoutError, match=r"slow\.pdf: .* \(RAG_PARSE_TIMEOUT\)"):
         load_bytes(pdf, "slow.pdf", timeout=0.5)
+
+
+def test_a_scan_too_long_for_the_budget_stops_after_its_first_pages():
+    import time
+
+    page = dm.render_page([SIMP, TRAD, SIMP, TRAD, SIMP])
+    pdf = dm.scanned_pdf([page] * 8)
+    t = time.monotonic()
+    with pytest.raises(ParseTimeoutError, match=r"long\.pdf: OCR of 8 pages takes about .* s a page here"):
+        load_bytes(pdf, "long.pdf", timeout=6)
+    assert time.monotonic() - t < 6  # stopped on the pace, before the budget ran out
 
 
 def test_blank_scan_is_an_error_naming_the_cause():

@@ -95,6 +95,26 @@ def check_deadline() -> None:
                                 "split the file or send a simpler copy")
 
 
+def pace(name: str, total: int, what: str = "OCR") -> Callable[[int], None]:
+    """A check for a loop over ``total`` slow steps (OCR pages): after each, when the pace so far says the rest
+    cannot finish within the file's budget, stop now with a ``ParseTimeoutError`` that says how long the file
+    would take, instead of working until the budget runs out."""
+    start = time.monotonic()
+
+    def check(done: int) -> None:
+        d = _DEADLINE.get()
+        if d is None or done <= 0 or done >= total:
+            return
+        per = (time.monotonic() - start) / done
+        left = d[0] - time.monotonic()
+        if per * (total - done) > 1.5 * left:
+            raise ParseTimeoutError(f"{name}: {what} of {total} pages takes about {per:.1f} s a page here, "
+                                    f"{per * total:.0f} s in all, more than the {d[1]:g} s budget "
+                                    f"({PARSE_TIMEOUT_ENV}); raise it for this file or split the file")
+
+    return check
+
+
 def check_doc_id(doc_id: str) -> str:
     """Doc ids are names, never paths: no separators, no '..', no control characters."""
     if not _DOC_ID.match(doc_id) or doc_id in (".", "..") or doc_id.startswith(".."):

@@ -9,7 +9,7 @@ import warnings
 
 from rag.core.errors import OcrLimitError, UnreadableFileError
 from rag.ingest import ocr
-from rag.ingest.loaders.base import Parsed, check_deadline, tables_as_rows
+from rag.ingest.loaders.base import Parsed, check_deadline, pace, tables_as_rows
 
 
 def load_image(data: bytes, name: str) -> Parsed:
@@ -28,7 +28,9 @@ def load_image(data: bytes, name: str) -> Parsed:
         ocr.check_page_count(frames, name)
         engine = ocr.get_engine()
         text, starts = "", []
+        paced = pace(name, frames)
         for n, frame in enumerate(ocr.progress(ImageSequence.Iterator(img), frames, name), 1):
+            paced(n - 1)
             check_deadline()
             ocr.check_pixels(frame.width, frame.height, name, n if frames > 1 else None)
             starts.append(len(text))

@@ -19,6 +19,7 @@ from rag.ingest.loaders.base import (
     TextBudget,
     check_deadline,
     inflate_capped,
+    pace,
     tables_as_rows,
 )
 
@@ -195,7 +196,9 @@ def _assemble(data: bytes, name: str, pages: list[tuple[str, list[str]]], title:
         wanted = {m for i in scan for m in pages[i][1]}
         blobs = inflate_capped(data, name, "OFD", cap=MAX_UNZIPPED, keep=lambda m: m in wanted)
         engine = ocr.get_engine()
-        for i in ocr.progress(scan, len(scan), name):
+        paced = pace(name, len(scan))
+        for done, i in enumerate(ocr.progress(scan, len(scan), name)):
+            paced(done)
             parts = []
             for member in pages[i][1]:
                 check_deadline()

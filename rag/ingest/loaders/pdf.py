@@ -13,7 +13,7 @@ from typing import Any
 
 from rag.core.errors import EncryptedFileError, OcrLimitError, UnreadableFileError
 from rag.ingest import ocr
-from rag.ingest.loaders.base import Parsed, TextBudget, check_deadline, pdf_limits, tables_as_rows
+from rag.ingest.loaders.base import Parsed, TextBudget, check_deadline, pace, pdf_limits, tables_as_rows
 
 _CID = re.compile(r"\(cid:\d+\)")
 _GOOD = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9\u3000-\u303f\uff00-\uffef，。、；：？！“”‘’（）《》]")
@@ -128,7 +128,9 @@ def load_pdf(data: bytes, name: str) -> Parsed:
         else:
             ocr.check_page_count(len(scan), name)
             engine = ocr.get_engine()
-            for i in ocr.progress(scan, len(scan), name):
+            paced = pace(name, len(scan))
+            for done, i in enumerate(ocr.progress(scan, len(scan), name)):
+                paced(done)
                 check_deadline()
                 img = render_pages(data, [i], name)[0]
                 laid, n = tables_as_rows(ocr.ocr_image(img, engine), gap=2)
