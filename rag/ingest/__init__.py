@@ -1,6 +1,10 @@
-"""Documents in, chunks and vectors out: ``loaders`` (files -> Documents, one bad file never stops a batch),
-``clean`` (noisy text -> paragraphs with offsets into the original), ``chunking`` (sentence-packing chunker,
-chunk ids, page numbers) and ``embed`` (chunks -> vectors, in length-sorted batches).
+"""Documents in, chunks and vectors out: ``loaders`` (files -> Documents, one module per format behind
+``load_bytes``/``load_path``; one bad file never stops a batch), ``ocr`` (scanned pages and images, RapidOCR's
+wheel-shipped ONNX models or tesseract), ``clean`` (noisy text -> paragraphs with offsets into the original;
+公文 structure labels), ``chunking`` (sentence-packing chunker that keeps articles apart, chunk ids, pages,
+article paths), ``metadata`` (公文 metadata read from the text) and ``embed`` (chunks -> vectors, in
+length-sorted batches).
 
-May import: ``rag.core``, ``embeddings`` (the Embedder protocol). Writes nothing to disk: ``rag.index`` does.
+May import: ``rag.core``, ``embeddings`` (the Embedder protocol). Writes nothing to disk: ``rag.index`` does
+(LibreOffice and tesseract work in temporary folders).
 """
