@@ -1,6 +1,6 @@
 """Follow-ups for the answer routes (issue 16): the earlier turns (sent as ``history``, as OpenAI ``messages``,
 or stored under ``conversation_id``) -> the standalone query (rag/answer/conversation.py, with the LLM condense
-step when one is configured) -> the turn logged before and after answering (api/conversations.py).
+step when one is configured) -> the turn logged before and after answering (rag/conversations.py).
 
 ``start`` blocks (SQLite, maybe the LLM): routes call it in the thread pool.
 """
@@ -14,10 +14,10 @@ from typing import Any
 
 from fastapi import Request
 
-from api.conversations import ConversationStore, owner_name
 from api.security import key_matches
 from rag.answer.conversation import Condense, Resolution, Turn, prefer_documents, resolve, trim
 from rag.answer.llm import OpenAICompatGenerator
+from rag.conversations import ConversationStore, owner_name
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError
 

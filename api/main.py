@@ -15,7 +15,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import observability
-from api.conversations import open_store
 from api.followup import create_condenser
 from api.routes import answer, chat, conversations, dify, documents, health, search
 from api.security import (
@@ -27,6 +26,7 @@ from api.security import (
     check_access,
 )
 from rag.answer.llm import create_generator
+from rag.conversations import open_store
 from rag.core import errors
 from rag.core.config import Settings
 from rag.pipeline import Pipeline

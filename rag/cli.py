@@ -1,4 +1,4 @@
-"""Command line: rag ingest | search | ask | serve."""
+"""Command line: rag ingest | search | ask | report | serve."""
 
 from __future__ import annotations
 
@@ -113,6 +113,42 @@ def ask(query: str, top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5, in
     typer.echo(a.text if a.answerable else a.message)
     for c in a.citations:
         typer.echo(f"  [{c.n}] {c.hit.chunk.doc_id} {c.quote_start}-{c.quote_end}: {c.quote}")
+
+
+@app.command()
+def report(days: Annotated[float, typer.Option(help="The last N days (0: all)")] = 30,
+           top: Annotated[int, typer.Option(help="Rows per list")] = 20,
+           csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one row per turn here")] = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False, index_dir: IndexOpt = None) -> None:
+    """Questions report from the stored conversations: most asked, refused, rated down, latency."""
+    from rag.conversations import ConversationStore, db_path, report_csv
+    from rag.conversations import report as build
+
+    path = db_path(_settings(index_dir))
+    if not path.exists():
+        console.print(f"[red]error:[/] no conversations database at {path} (RAG_CONVERSATIONS_DB)")
+        raise typer.Exit(2)
+    store = ConversationStore(path)  # retention 0: reading never deletes
+    try:
+        r = build(store, days, top)
+        if csv_out is not None:
+            csv_out.write_text(report_csv(store, days), encoding="utf-8")
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(r, ensure_ascii=False, indent=1))
+        return
+    lat = r["latency_ms"]
+    typer.echo(f"{r['turns']} questions in {r['conversations']} conversations (last {days:g} days; 0 = all): "
+               f"{r['answered']} answered, {r['refused']} refused, {r['rewritten']} follow-ups rewritten, "
+               f"👍 {r['feedback']['up']} 👎 {r['feedback']['down']}; latency p50 {lat['p50']} p95 {lat['p95']} ms")
+    for title, rows in (("most asked", r["most_asked"]), ("refused (not in the documents?)", r["refused_questions"])):
+        typer.echo(f"\n{title}:")
+        for e in rows:
+            typer.echo(f"  {e['count']:>4}  refused {e['refused']:>3}  {e['query']}")
+    typer.echo("\nrated 👎:")
+    for d in r["rated_down"]:
+        typer.echo(f"  {d['created']}  {d['query']}  -- {d['comment'] or '(no comment)'}")
 
 
 @app.command()

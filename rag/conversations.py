@@ -1,4 +1,5 @@
 """Conversations in SQLite (standard library ``sqlite3``, issue 16): one row per conversation, one per turn.
+The API writes them (api/followup.py); ``rag report`` and ``GET /v1/report`` read them (``report``).
 
 A turn is written before it is answered (``begin``: question, rewritten query, status ``pending``) and
 completed after (``finish``: answer, short answer, citations, refusal flag, latency, model, warnings, status
@@ -20,7 +21,9 @@ Schema::
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import sqlite3
 import threading
@@ -32,6 +35,7 @@ from typing import Any
 from rag.answer.conversation import Turn
 from rag.core.config import Settings
 from rag.core.errors import NotFoundError
+from rag.core.text import normalize
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -184,12 +188,82 @@ class ConversationStore:
         return [Turn(t["question"], t["answer"], t["query"], t["short_answer"], t["doc_ids"])
                 for t in self.get(cid, owner)["turns"]]
 
-    def list(self, owner: str = "", limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    def list_conversations(self, owner: str = "", limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         where, args = ("WHERE c.owner = ?", (owner,)) if owner else ("", ())
         rows = self._tx(f"SELECT c.*, (SELECT COUNT(*) FROM turns t WHERE t.conversation_id = c.id) AS turns "
                         f"FROM conversations c {where} ORDER BY c.updated DESC LIMIT ? OFFSET ?",
                         (*args, limit, offset)).fetchall()
         return [{**_conv(r), "turns": r["turns"]} for r in rows]
+
+
+    def turn_rows(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Every answered or pending turn created at or after ``since`` (epoch seconds), with its rating."""
+        rows = self._tx("SELECT t.*, c.owner, f.rating, f.comment FROM turns t JOIN conversations c "
+                        "ON c.id = t.conversation_id LEFT JOIN feedback f ON f.conversation_id = t.conversation_id "
+                        "AND f.turn = t.turn WHERE t.created >= ? ORDER BY t.created", (since,)).fetchall()
+        return [{**_turn(r), "conversation_id": r["conversation_id"], "owner": r["owner"]} for r in rows]
+
+
+def _key(q: str) -> str:
+    """Questions counted together: case, width, spaces and end punctuation aside."""
+    return normalize(q).strip().rstrip("?？。.!！ ")
+
+
+def _percentile(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return round(xs[k], 1)
+
+
+def report(store: ConversationStore, days: float = 30, top: int = 20) -> dict[str, Any]:
+    """For the people who keep the corpus: the most asked questions (by the standalone query), the refused ones
+    (what the documents lack), answers rated 👎, latency percentiles and counts over the last ``days`` (0: all)."""
+    since = time.time() - days * 86400 if days > 0 else 0.0
+    rows = store.turn_rows(since)
+    done = [r for r in rows if r["status"] == "done"]
+    asked: dict[str, dict[str, Any]] = {}
+    for r in done:
+        k = _key(r["query"])
+        e = asked.setdefault(k, {"query": r["query"], "count": 0, "refused": 0, "down": 0, "up": 0})
+        e["count"] += 1
+        e["refused"] += r["answerable"] is False
+        if r["feedback"]:
+            e[r["feedback"]["rating"]] += 1
+    by_count = sorted(asked.values(), key=lambda e: (-e["count"], e["query"]))
+    refused = sorted((e for e in asked.values() if e["refused"]), key=lambda e: (-e["refused"], e["query"]))
+    down = [{"conversation_id": r["conversation_id"], "turn": r["turn"], "created": r["created"],
+             "question": r["question"], "query": r["query"], "answer": r["answer"][:300],
+             "comment": r["feedback"]["comment"]} for r in done if r["feedback"] and r["feedback"]["rating"] == "down"]
+    lat = [float(r["latency_ms"]) for r in done if r["latency_ms"] is not None]
+    return {"days": days, "turns": len(rows), "answered": sum(r["answerable"] is True for r in done),
+            "refused": sum(r["answerable"] is False for r in done), "pending_or_failed": len(rows) - len(done),
+            "conversations": len({r["conversation_id"] for r in rows}),
+            "rewritten": sum(r["rewrite"] != "none" for r in done),
+            "feedback": {"up": sum(bool(r["feedback"]) and r["feedback"]["rating"] == "up" for r in done),
+                         "down": len(down)},
+            "latency_ms": {f"p{p}": _percentile(lat, p) for p in (50, 90, 95, 99)},
+            "most_asked": by_count[:top], "refused_questions": refused[:top], "rated_down": down[-top:][::-1]}
+
+
+CSV_FIELDS = ["created", "conversation_id", "turn", "owner", "question", "query", "rewrite", "status", "answerable",
+              "short_answer", "doc_ids", "latency_ms", "model", "mode", "rating", "comment"]
+
+
+def report_csv(store: ConversationStore, days: float = 30) -> str:
+    """One row per turn (the fields above) for a spreadsheet."""
+    since = time.time() - days * 86400 if days > 0 else 0.0
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(CSV_FIELDS)
+    for r in store.turn_rows(since):
+        fb = r["feedback"] or {}
+        w.writerow([r["created"], r["conversation_id"], r["turn"], r["owner"], r["question"], r["query"],
+                    r["rewrite"], r["status"], "" if r["answerable"] is None else int(r["answerable"]),
+                    r["short_answer"], " ".join(r["doc_ids"]), r["latency_ms"], r["model"], r["mode"],
+                    fb.get("rating", ""), fb.get("comment", "")])
+    return out.getvalue()
 
 
 def _conv(row: sqlite3.Row) -> dict[str, Any]:

@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, int]] = [
     ("rag.output", 6),
     ("rag.pipeline", 6),
     ("rag.cli", 6),
+    ("rag.conversations", 6),  # stored conversations (SQLite): the API writes them, `rag report` reads them
     ("api", 7),
     ("training", 7),
 ]

@@ -1,4 +1,5 @@
-"""Stored conversations (issue 16): GET /v1/conversations, GET/DELETE /v1/conversations/{id}, POST /v1/feedback.
+"""Stored conversations (issue 16): GET /v1/conversations, GET/DELETE /v1/conversations/{id}, POST /v1/feedback,
+GET /v1/report (JSON, or CSV with ?format=csv): the questions report for the people who keep the corpus.
 
 They hold what users asked, so they need write access (a key once RAG_API_KEYS is set, else this machine and
 the same origin); a caller with a key sees only the conversations it started. 404 when storage is off.
@@ -9,13 +10,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from api.conversations import ConversationStore
 from api.deps import WriteAccess
 from api.followup import STORAGE_OFF, caller_owner
 from api.schemas import ErrorResponse, has_control_chars
+from rag.conversations import ConversationStore, report, report_csv
 from rag.core.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["conversations"],
@@ -37,7 +39,7 @@ async def list_conversations(request: Request, limit: int = Query(50, ge=1, le=5
     """Conversations, most recently updated first: id, title (the first question), created, updated, turns."""
     store = _store(request)
     owner = caller_owner(request, request.app.state.settings)
-    rows = await run_in_threadpool(store.list, owner, limit, offset)
+    rows = await run_in_threadpool(store.list_conversations, owner, limit, offset)
     return {"conversations": rows, "limit": limit, "offset": offset}
 
 
@@ -80,3 +82,17 @@ async def feedback(req: FeedbackRequest, request: Request) -> dict[str, Any]:
     await run_in_threadpool(store.feedback, req.conversation_id, req.turn, req.rating, req.comment,
                             caller_owner(request, request.app.state.settings))
     return {"conversation_id": req.conversation_id, "turn": req.turn, "rating": req.rating}
+
+
+@router.get("/report")
+async def questions_report(request: Request, days: float = Query(30, ge=0, le=3650),
+                           top: int = Query(20, ge=1, le=500),
+                           format: Literal["json", "csv"] = "json") -> Any:  # noqa: A002 - the query name
+    """Most asked questions, refused ones (what the documents lack), answers rated down, latency percentiles over
+    the last ``days`` (0: all); ``format=csv``: one row per turn. Every conversation, whoever asked."""
+    store = _store(request)
+    if format == "csv":
+        text = await run_in_threadpool(report_csv, store, days)
+        return Response(text, media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="questions.csv"'})
+    return await run_in_threadpool(report, store, days, top)

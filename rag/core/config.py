@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     llm_slot_wait: float = Field(2, ge=0, le=60, description="Seconds a request waits for a free LLM slot")
     llm_max_reply_chars: int = Field(20000, ge=100, description="Longest LLM reply read; reading stops past it")
 
-    # Conversations (issue 16): follow-up resolution (rag/answer/conversation.py), storage (api/conversations.py)
+    # Conversations (issue 16): follow-up resolution (rag/answer/conversation.py), storage (rag/conversations.py)
     store_conversations: bool = Field(True, description="Store conversations (turns, rewritten query, answer, "
                                       "citations); false = nothing is stored and conversation_id is refused")
     conversations_db: str = Field("", description="SQLite database file (a path or sqlite:///path); empty = "

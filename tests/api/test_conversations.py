@@ -9,8 +9,13 @@ rewritten query, the cited document and the text of the citations.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.conversations import ConversationStore
 from rag.answer.conversation import CONDENSE_SYSTEM
+from rag.conversations import ConversationStore
 from tests.conftest import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -183,7 +188,7 @@ def test_retention_deleted_the_old_conversation(conv: tuple[str, Path, str]) -> 
     s = ConversationStore(db.parent / "unit.sqlite3", retention_days=1)
     keep, drop = s.create(), s.create()
     s._tx("UPDATE conversations SET updated = ? WHERE id = ?", (time.time() - 2 * 86400, drop))
-    assert s.purge() == 1 and [c["id"] for c in s.list()] == [keep]
+    assert s.purge() == 1 and [c["id"] for c in s.list_conversations()] == [keep]
     s.close()
 
 
@@ -198,6 +203,35 @@ def test_dify_retrieval_with_history(conv: tuple[str, Path, str]) -> None:
     assert plain["query_used"] == TRANSFER
 
 
+def test_questions_report_api_csv_and_cli(conv: tuple[str, Path, str], tmp_path: Path) -> None:
+    base, db, _ = conv
+    q = "伊利集团2030年的营业收入目标是多少？"
+    answers = [httpx.post(f"{base}/v1/ask", json={"query": x}, timeout=60).json() for x in (q, q + " ")]
+    refused = sum(not a["answerable"] for a in answers)
+    httpx.post(f"{base}/v1/feedback", json={"conversation_id": answers[0]["conversation_id"], "turn": 1,
+                                            "rating": "down", "comment": "文档里没有"}, timeout=10)
+    r = httpx.get(f"{base}/v1/report", params={"days": 1, "top": 100}, timeout=30).json()
+    entry = next(e for e in r["most_asked"] if e["query"].startswith("伊利集团2030年"))
+    assert (entry["count"], entry["refused"], entry["down"]) == (2, refused, 1)  # " " and "？" aside: one question
+    assert (entry in r["refused_questions"]) == (refused > 0)
+    assert any(d["comment"] == "文档里没有" and d["query"] == q for d in r["rated_down"])
+    assert r["latency_ms"]["p50"] > 0 and r["latency_ms"]["p95"] >= r["latency_ms"]["p50"]
+    assert r["turns"] >= r["answered"] + r["refused"] and r["rewritten"] >= 3 and r["feedback"]["down"] >= 1
+    csv_text = httpx.get(f"{base}/v1/report", params={"format": "csv", "days": 1}, timeout=30)
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(csv_text.text)))
+    assert len(rows) == r["turns"]
+    assert [x["rating"] for x in rows if x["query"] == q and x["conversation_id"] == answers[0]["conversation_id"]] \
+        == ["down"]
+    # the command line reads the same database
+    out = subprocess.run([sys.executable, "-m", "rag.cli", "report", "--json", "--days", "1", "--top", "100",
+                          "--csv", str(tmp_path / "q.csv")], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "RAG_CONVERSATIONS_DB": str(db)}, check=True)
+    cli = json.loads(out.stdout)
+    assert cli["most_asked"] == r["most_asked"] and cli["turns"] == r["turns"]
+    assert (tmp_path / "q.csv").read_bytes().decode() == csv_text.text
+
+
 def test_storage_off_stores_nothing(seed_index: Path, tmp_path: Path) -> None:
     db = tmp_path / "off.sqlite3"
     proc, base = start_server(seed_index, {"RAG_STORE_CONVERSATIONS": "false", "RAG_CONVERSATIONS_DB": str(db),
@@ -210,6 +244,7 @@ def test_storage_off_stores_nothing(seed_index: Path, tmp_path: Path) -> None:
         r = httpx.post(f"{base}/v1/answer", json={"query": "x", "conversation_id": "a" * 32}, timeout=30)
         assert r.status_code == 422 and "RAG_STORE_CONVERSATIONS=false" in r.json()["message"]
         assert httpx.get(f"{base}/v1/conversations", timeout=10).status_code == 404
+        assert httpx.get(f"{base}/v1/report", timeout=10).status_code == 404
     finally:
         stop_server(proc)
     assert not db.exists()
