@@ -232,6 +232,37 @@ def test_questions_report_api_csv_and_cli(conv: tuple[str, Path, str], tmp_path:
     assert (tmp_path / "q.csv").read_bytes().decode() == csv_text.text
 
 
+def test_a_key_sees_only_its_own_conversations(seed_index: Path, tmp_path: Path) -> None:
+    db = tmp_path / "keys.sqlite3"
+    proc, base = start_server(seed_index, {"RAG_API_KEYS": '["alpha-key", "beta-key"]', "RAG_LLM_BASE_URL": "",
+                                           "RAG_CONVERSATIONS_DB": str(db)})
+    alpha, beta = {"X-API-Key": "alpha-key"}, {"X-API-Key": "beta-key"}
+    try:
+        a = httpx.post(f"{base}/v1/ask", json={"query": DIRECTOR}, headers=alpha, timeout=60).json()
+        cid = a["conversation_id"]
+        mine = httpx.get(f"{base}/v1/conversations/{cid}", headers=alpha, timeout=10).json()
+        assert mine["owner"].startswith("key-") and "alpha" not in mine["owner"]  # a name, never the key
+        assert httpx.get(f"{base}/v1/conversations", timeout=10).status_code == 401
+        assert httpx.get(f"{base}/v1/conversations/{cid}", headers=beta, timeout=10).status_code == 404
+        assert cid not in [c["id"] for c in httpx.get(f"{base}/v1/conversations", headers=beta,
+                                                      timeout=10).json()["conversations"]]
+        assert cid in [c["id"] for c in httpx.get(f"{base}/v1/conversations", headers=alpha,
+                                                  timeout=10).json()["conversations"]]
+        r = httpx.post(f"{base}/v1/ask", json={"query": "他是哪所大学的教授？", "conversation_id": cid},
+                       headers=beta, timeout=30)
+        assert r.status_code == 404
+        assert httpx.delete(f"{base}/v1/conversations/{cid}", headers=beta, timeout=10).status_code == 404
+        assert httpx.post(f"{base}/v1/feedback", json={"conversation_id": cid, "turn": 1, "rating": "down"},
+                          headers=beta, timeout=10).status_code == 404
+        r = httpx.post(f"{base}/v1/ask", json={"query": "他是哪所大学的教授？", "conversation_id": cid},
+                       headers=alpha, timeout=60).json()
+        assert (r["turn"], r["query_used"]) == (2, "鄂尔多斯实验室的主任是哪所大学的教授？")
+    finally:
+        stop_server(proc)
+    with sqlite3.connect(db) as c:
+        assert "alpha-key" not in " ".join(str(x) for row in c.execute("SELECT * FROM conversations") for x in row)
+
+
 def test_storage_off_stores_nothing(seed_index: Path, tmp_path: Path) -> None:
     db = tmp_path / "off.sqlite3"
     proc, base = start_server(seed_index, {"RAG_STORE_CONVERSATIONS": "false", "RAG_CONVERSATIONS_DB": str(db),
