@@ -168,6 +168,11 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         def page() -> FileResponse:
             return FileResponse(WEB / "index.html")
 
+        @app.get("/report", include_in_schema=False)
+        def report_page() -> FileResponse:
+            """The questions report (its data needs write access: GET /v1/report)."""
+            return FileResponse(WEB / "report.html")
+
     return app
 
 

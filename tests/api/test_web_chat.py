@@ -107,3 +107,18 @@ def test_two_turn_conversation_feedback_and_reload(page: sync_api.Page, chat_ser
     old.click()
     expect(page.locator("#thread li.turn")).to_have_count(2)
     expect(page.locator("#current-question")).to_contain_text("该实验室以什么为主要科研方向？")
+
+
+def test_report_page_lists_questions_and_exports_csv(page: sync_api.Page, chat_server: str, tmp_path: Path) -> None:
+    """Runs after the conversation above (same server): its questions and its 👎 are in the report."""
+    page.goto(chat_server + "/report")
+    expect(page.locator("#asked-body")).to_contain_text(FIRST)
+    expect(page.locator("#down-list")).to_contain_text(FIRST)
+    expect(page.locator("#report-summary")).to_contain_text("p50")
+    with page.expect_download() as info:
+        page.locator("#report-csv").click()
+    path = tmp_path / "questions.csv"
+    info.value.save_as(path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("created,conversation_id,turn") and FIRST in text and FOLLOW_UP in text
+    _shot(page, "screenshot-report.png")
