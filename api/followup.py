@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Request
 
 from api.security import key_matches
-from rag.answer.conversation import Condense, Resolution, Turn, prefer_documents, resolve, trim
+from rag.answer.conversation import Condense, Resolution, Turn, prefer_documents, resolve, suggest, trim
 from rag.answer.llm import OpenAICompatGenerator
 from rag.conversations import ConversationStore, owner_name
 from rag.core.config import Settings
@@ -72,6 +72,7 @@ class FollowUp:
     turn: int | None = None
     t0: float = field(default_factory=time.perf_counter)
     model: str = ""  # the LLM's name, stored with a turn it answered
+    asked: list[str] = field(default_factory=list)  # the earlier questions (not suggested again)
 
     @property
     def query(self) -> str:
@@ -85,10 +86,23 @@ class FollowUp:
                 "rewrite": self.resolution.method}
 
     def merge(self, out: dict[str, Any]) -> dict[str, Any]:
-        """The response JSON with the conversation fields and the resolution's warnings."""
+        """The response JSON with the conversation fields, the resolution's warnings and up to three suggested
+        follow-up questions drawn from the cited passages."""
         out.update(self.fields())
         out["warnings"] = list(dict.fromkeys([*self.resolution.warnings, *(out.get("warnings") or [])]))
+        out["suggestions"] = self.suggestions(out) if out.get("answerable") else []
         return out
+
+    def suggestions(self, out: dict[str, Any]) -> list[str]:
+        cites = out.get("citations") or []
+        by_chunk = {p["chunk_id"]: p["text"] for p in out.get("passages") or []}
+        texts = list(dict.fromkeys(by_chunk.get(c["chunk_id"], c["quote"]) for c in cites))
+        try:
+            return suggest(self.resolution.query, texts, [*self.asked, self.resolution.question],
+                           answer=out.get("short_answer") or "")
+        except Exception:  # noqa: BLE001 - suggestions are a convenience
+            logger.exception("follow-up suggestions failed")
+            return []
 
     def finish(self, out: dict[str, Any], model: str) -> None:
         if self.store is None or self.conversation_id is None or self.turn is None:
@@ -127,7 +141,7 @@ def start(request: Request, question: str, history: list[Turn] | None = None,
             return condenser.chat(messages, temperature=0.0, max_tokens=200)  # type: ignore[no-any-return]
     res = resolve(question, kept, condense, always_condense=settings.condense == "llm-always")
     res.warnings = [*warnings, *res.warnings]
-    f = FollowUp(res)
+    f = FollowUp(res, asked=[t.standalone for t in kept])
     if store is not None and store_turn:
         cid = conversation_id or store.create(owner, question)
         f.store, f.conversation_id = store, cid

@@ -96,6 +96,7 @@ class ConversationAnswer(AskResponse):
     query_used: str = Field("", description="The standalone query searched and answered: the question, or its "
                             "rewrite from the history")
     rewrite: str = Field("none", description="none | rules | llm: how query_used was made")
+    suggestions: list[str] = Field([], description="Up to three follow-up questions the cited passages answer")
 
 
 class SearchResponse(BaseModel):

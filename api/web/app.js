@@ -503,6 +503,16 @@
         resp.warnings.map(function (w) { return el("li", {}, w); })));
     }
     box.append(turnFooter(resp));
+    if (resp.suggestions && resp.suggestions.length) {  // follow-ups the cited passages answer
+      box.append(el("div", { class: "suggestions", role: "group", "aria-label": "可以接着问" },
+        el("span", { class: "muted" }, "可以接着问："),
+        resp.suggestions.map(function (q) {
+          return el("button", { type: "button", class: "suggestion", onclick: function () {
+            $("question").value = q;
+            submitQuestion();
+          } }, q);
+        })));
+    }
   }
 
   // ---------- conversation: thread, rewritten query, feedback, past conversations ----------

@@ -416,5 +416,51 @@ def prefer_documents(hits: list[Hit], doc_ids: Sequence[str], top_k: int, lift: 
     return [replace(hits[i], rank=r + 1) for r, i in enumerate(order[:top_k])]
 
 
+# -- suggested follow-ups ---------------------------------------------------------------------------------------
+_COUNT = re.compile(r"(?P<num>\d+(?:\.\d+)?)(?P<approx>余|多)?"
+                    r"(?P<unit>家|个|项|名|人|所|座|条|批|支|件|户|万人|亿元|万元|元|吨|万吨|亩|公里|平方米|倍|%)")
+_LEAD = re.compile(r"^(?:截至目前|目前|同时|其中|此外|另外|近年来|并且)+")
+
+
+def suggest(question: str, passages: Sequence[str], asked: Sequence[str] = (), n: int = 3,
+            answer: str = "") -> list[str]:
+    """Up to ``n`` follow-up questions the passages answer (no LLM): a clause stating a count or amount becomes
+    the question asking for it (``组建了17家产业技术创新联合体`` -> ``组建了多少家产业技术创新联合体？``). Clauses
+    holding ``answer`` or repeating a question already asked are skipped."""
+    seen = {_key(q) for q in [question, *asked]}
+    out: list[str] = []
+    for text in passages:
+        for clause in re.split(r"[，,；;。！？!?\n]", text):
+            clause = _LEAD.sub("", clause.strip())
+            if clause.count("“") != clause.count("”"):
+                clause = clause.replace("“", "").replace("”", "")
+            clause = clause.strip("\"（）() ")
+            if not 8 <= len(clause) <= 40 or (answer and answer in clause):
+                continue
+            m = _COUNT.search(clause)
+            if m is None or re.search(r"\d", clause[m.end():]) or m.start() < 3:
+                continue
+            unit = m.group("unit")
+            wh = "多少" if unit in ("%", "倍") else "多少" + unit
+            q = clause[:m.start()] + wh + clause[m.end():] + "？"
+            if _toks(clause)[0].flag[:1] in ("v", "d", "p"):  # no subject of its own: the question's topic,
+                topic = _topic(question)  # when the passage is about it
+                if normalize(topic) not in normalize(text):
+                    continue
+                q = topic + q
+            k = _key(q)
+            if k in seen:
+                continue
+            seen.add(k)
+            out.append(q)
+            if len(out) >= n:
+                return out
+    return out
+
+
+def _key(q: str) -> str:
+    return normalize(q).strip().rstrip("?？。.!！ ")
+
+
 __all__ = ["Resolution", "Turn", "check_condensed", "condense_messages", "own_terms", "prefer_documents",
-           "resolve", "rule_rewrite", "trim"]
+           "resolve", "rule_rewrite", "suggest", "trim"]

@@ -11,6 +11,7 @@ from rag.answer.conversation import (
     prefer_documents,
     resolve,
     rule_rewrite,
+    suggest,
     trim,
 )
 from rag.core.types import Chunk, Hit
@@ -147,3 +148,20 @@ def test_prefer_documents_moves_previous_documents_up() -> None:
     assert [h.chunk.doc_id for h in out] == ["b", "a", "b", "c"]  # a: from 4th to 2nd
     assert [h.rank for h in out] == [1, 2, 3, 4]
     assert [h.chunk.doc_id for h in prefer_documents(hits, [], 3)] == ["b", "b", "c"]
+
+
+def test_suggested_follow_ups_come_from_the_passages() -> None:
+    p1 = ("近年来，呼和浩特市共建设了上海交大呼和浩特科创中心等20余家新型研发机构，"
+          "企业联合校外高校院所组建了17家产业技术创新联合体。截至目前，全市共培育技术转移机构34家。")
+    p2 = "实验室集聚顶尖科学家,共组建10个科学家团队,“双一流”高校毕业生占比达61%。"
+    got = suggest(TRANSFER, [p1, p2], answer="34家")
+    assert got == ["呼和浩特市共建设了上海交大呼和浩特科创中心等多少家新型研发机构？",
+                   "企业联合校外高校院所组建了多少家产业技术创新联合体？",
+                   "“双一流”高校毕业生占比达多少？"]  # not "呼和浩特市共组建…": p2 is not about Hohhot
+    # the answer's own clause, questions already asked and clauses without a count are not suggested
+    assert all("技术转移机构" not in q for q in got)
+    p3 = "鄂尔多斯实验室集聚顶尖科学家,共组建10个科学家团队,“双一流”高校毕业生占比达61%。"
+    assert suggest(DIRECTOR, [p3]) == ["鄂尔多斯实验室共组建多少个科学家团队？", "“双一流”高校毕业生占比达多少？"]
+    assert suggest(DIRECTOR, [p3], asked=["鄂尔多斯实验室共组建多少个科学家团队"]) == ["“双一流”高校毕业生占比达多少？"]
+    assert suggest(DIRECTOR, ["鄂尔多斯实验室以可再生能源与现代煤化工为主要科研方向。"]) == []
+    assert len(suggest(TRANSFER, [p1, p2], n=1)) == 1
