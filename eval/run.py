@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from eval import metrics as M
-from eval.data import ROOT, SEED_HELDOUT, Dataset, QAItem, load_cmrc, load_drcd, load_rgb, load_seed_gold
+from eval.data import ROOT, SEED_HELDOUT, Dataset, QAItem, load_cjrc, load_cmrc, load_drcd, load_rgb, load_seed_gold
 from rag.answer import answering
 from rag.core.config import Settings
 from rag.core.types import Answer, Document
@@ -109,6 +109,24 @@ def answer_row(ds: Dataset, it: QAItem, a: Answer, ms: float) -> dict[str, Any]:
 
 def answer_rows(p: Pipeline, ds: Dataset, items: list[QAItem] | None = None,
                 generator: Any = None, judge: Any = None) -> list[dict[str, Any]]:
+    """Extractive answers by every reader the pipeline has, side by side (systems ``answer:model``, the trained
+    reader, and ``answer:rules``), or LLM answers (``generator``) over the served reader's refusal decision."""
+    if generator is not None or len(p.generators) < 2:
+        return _answer_rows(p, ds, items, generator, judge)
+    served = p.generator
+    rows: list[dict[str, Any]] = []
+    try:
+        for kind, gen in p.generators.items():
+            p.generator = gen
+            rows += [r | {"system": r["system"].replace("answer:extractive", f"answer:{kind}")}
+                     for r in _answer_rows(p, ds, items, None, judge)]
+    finally:
+        p.generator = served
+    return rows
+
+
+def _answer_rows(p: Pipeline, ds: Dataset, items: list[QAItem] | None = None,
+                 generator: Any = None, judge: Any = None) -> list[dict[str, Any]]:
     """Extractive answers (``generator`` None) or LLM answers with verified citations; an LLM answer that
     degraded to extractive (timeout, no supported citation) counts as what it returned, flagged. With a
     ``judge`` each extractive answer is also scored after the refusal judge (system extractive+judge)."""
@@ -280,7 +298,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows += answer_rows(p, load_seed_gold(SEED_HELDOUT, "seed_heldout"), judge=judge)  # unseen questions
         llm_runs.append((p, seed, spread(seed.items, args.llm_limit)))
         # 2. CMRC2018 dev (simplified) and DRCD dev (traditional): corpus = all paragraphs.
-        for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd)):
+        # CJRC dev (legal, evaluation only): also unanswerable questions over the same judgments.
+        for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd), ("cjrc", load_cjrc)):
             if name not in args.sets:
                 continue
             ds = loader(limit)
@@ -344,7 +363,7 @@ def main() -> None:
     ap.add_argument("--no-peer", action="store_true", help="skip the txtai peer baseline")
     ap.add_argument("--judge", action="store_true", help="also score every extractive answer after the "
                     "EmbeddingGemma refusal judge (RAG_JUDGE_MIN_COS; `make gemma`)")
-    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "rgb"])
+    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "cjrc", "rgb"])
     ap.add_argument("--rerank", choices=["auto", "gemma", "none"], default="auto",
                     help="hybrid+rerank rows: auto = when EmbeddingGemma is installed (`make gemma`)")
     ap.add_argument("--llm", choices=["0.5b", "1.5b"], help="also answer with the local Qwen GGUF (llama.cpp server "

@@ -12,7 +12,9 @@ import numpy as np
 
 from embeddings.base import Embedder
 from embeddings.factory import create_embedder
-from rag.answer.extractive import REFUSAL, Calibration, ExtractiveGenerator, language
+from rag.answer.extractive import REFUSAL, Calibration, ExtractiveGenerator, Generator, language
+from rag.answer.learned import ReaderGenerator
+from rag.answer.model_reader import OnnxReader
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.text import TOKENIZER, has_cjk
@@ -58,7 +60,9 @@ class Pipeline:
         self._reranker = reranker
         self._judge = judge
         self.index: IndexData | None = None
-        self.generator: ExtractiveGenerator | None = None
+        self.generator: Generator | None = None
+        self._reader: OnnxReader | None = None
+        self.generators: dict[str, Generator] = {}  # "rules", and "model" when settings.reader is model
         self.translator: Translator | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # one writer at a time; readers never wait on it
@@ -97,12 +101,20 @@ class Pipeline:
             index.bm25 = build_bm25([index.chunks[int(i)] for i in index.bm25_ids])
         idf = bm25_idf(index)
         translator = create_translator(idf) if self.settings.crosslingual else None
-        gen = ExtractiveGenerator(self.embedder, idf, index.size, Calibration.load(), translate=translator)
+        rules = ExtractiveGenerator(self.embedder, idf, index.size, Calibration.load(), translate=translator)
+        gens: dict[str, Generator] = {"rules": rules}
+        if self.settings.reader == "model":
+            if self._reader is None:  # at startup (the API lifespan); raises if `make model` did not export it
+                self._reader = OnnxReader(Path(self.settings.models_dir) / "reader-e5-small",
+                                          threads=self.settings.torch_threads)
+            gens["model"] = ReaderGenerator(self._reader, self.settings.reader_passages,
+                                            margin=self.settings.reader_margin, crosslingual=rules)
         for model in (self.reranker, self.judge):  # at startup (the API lifespan), not on the first query
             if model is not None:
                 model.load()
         with self._lock:  # swap both at once; in-flight queries keep their old references
-            self.index, self.generator, self.translator = index, gen, translator
+            self.index, self.generator, self.translator = index, gens[self.settings.reader], translator
+            self.generators = gens
         return self
 
     @property

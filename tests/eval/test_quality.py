@@ -51,3 +51,34 @@ def scores(seed_pipeline):
 @pytest.mark.parametrize("metric", sorted(FLOORS))
 def test_seed_gold_floor(scores, metric):
     assert scores[metric] >= FLOORS[metric], f"{metric} = {scores[metric]:.3f} fell below {FLOORS[metric]}"
+
+
+# The trained reader on a fixed sample of evaluation questions (never trained on), each with its gold paragraph:
+# span F1 and no-answer decisions. Fails when the model is missing, altered (sha256) or not the served one.
+READER_FLOORS = {"cmrc_f1": 0.55, "drcd_f1": 0.55}
+
+
+@pytest.fixture(scope="module")
+def reader_scores(settings):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from eval.data import load_cmrc, load_drcd
+    from rag.answer.model_reader import OnnxReader
+
+    reader = OnnxReader(Path(settings.models_dir) / "reader-e5-small")
+    out = {}
+    for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd)):
+        ds = loader(60)
+        f1 = []
+        for it in ds.items:
+            (pid,) = ds.relevant[it.qid]
+            (r,) = reader.read(it.query, [ds.corpus[pid]])
+            f1.append(M.char_f1(r.text, it.answers))
+        out[f"{name}_f1"] = M.mean(f1)
+    return out
+
+
+@pytest.mark.parametrize("metric", sorted(READER_FLOORS))
+def test_reader_floor(reader_scores, metric):
+    assert reader_scores[metric] >= READER_FLOORS[metric], (
+        f"{metric} = {reader_scores[metric]:.3f} fell below {READER_FLOORS[metric]}")

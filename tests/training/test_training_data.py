@@ -22,7 +22,8 @@ def test_wrong_answer_start_is_refound_nearest(start, expected):
 
 
 def test_negative_from_gold_paragraph_drops_the_answer_sentence():
-    ctx = "第一句讲别的事情，内容足够长足够长足够长。答案在这里：1963年被任为主教。第三句又讲别的事情，也足够长足够长足够长。"
+    ctx = ("第一句讲别的事情，内容足够长足够长足够长。答案在这里：1963年被任为主教。"
+           "第三句又讲别的事情，也足够长足够长足够长。")
     ex = Example("q", "什么时候任主教？", ctx, "1963年", ctx.index("1963年"), "zh-Hans", "t")
     neg = data._cut_answer_sentence(ex)
     assert "1963年" not in neg and "第一句" in neg and "第三句" in neg

@@ -1,0 +1,161 @@
+"""The trained reader + cross-encoder (``training/``), served from its ONNX export: no torch, no training code.
+
+One model, two heads over multilingual-e5-small + a merged LoRA delta: start/end logits per token (token 0 is the
+"no answer" slot, SQuAD2 style) and a relevance logit per (question, passage window). ``OnnxReader.read`` takes one
+question and a batch of passages and returns, per passage, the best span (character offsets into that passage),
+its score over the null score (``answer``) and the best window's relevance logit.
+
+The model folder is written by ``python -m training.export install`` (``make model``): ``model.onnx``,
+``model_int8.onnx``, ``tokenizer.json`` and ``export.json`` (sha256 of each ONNX file, the fitted calibration).
+The chosen ONNX file is checked against its recorded sha256 at load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.core.errors import ModelNotInstalledError
+
+MAX_LEN = 256
+STRIDE = 96
+MAX_QUESTION_CHARS = 200
+MAX_ANSWER_TOKENS = 40
+CLS, SEP, PAD = 0, 2, 1  # XLM-R ids: <s> q </s></s> passage </s>
+
+
+@dataclass
+class Read:
+    """The reader's view of one passage: best span (``start``/``end`` in the passage, -1 when none)."""
+
+    text: str
+    start: int
+    end: int
+    answer: float  # best span score minus the null score of its window (> calibration.min_answer: answered)
+    relevance: float  # cross-encoder logit of the best window (> calibration.min_relevance: relevant)
+
+
+@dataclass
+class ReaderCalibration:
+    """Refusal thresholds fitted on the held-out training split (``training.fit``, balanced accuracy)."""
+
+    min_answer: float = 0.0
+    min_relevance: float = 0.0
+    min_score: float | None = None  # on answer + relevance; when set, the one decision used
+    int8: bool = True
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class OnnxReader:
+    """Batch reader over ONNX Runtime. ``int8`` None follows the calibration's choice."""
+
+    name = "reader-e5-small"
+
+    def __init__(self, model_dir: Path, int8: bool | None = None, threads: int = 0, max_len: int = MAX_LEN,
+                 stride: int = STRIDE, verify: bool = True) -> None:
+        model_dir = Path(model_dir)
+        meta_path = model_dir / "export.json"
+        if not meta_path.exists():
+            raise ModelNotInstalledError(f"reader model not installed in {model_dir}: run `make model` "
+                                         "(python -m training.export install)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        cal = meta.get("calibration") or {}
+        self.calibration = ReaderCalibration(float(cal.get("min_answer", 0.0)), float(cal.get("min_relevance", 0.0)),
+                                             float(cal["min_score"]) if "min_score" in cal else None,
+                                             bool(cal.get("int8", True)))
+        self.int8 = self.calibration.int8 if int8 is None else int8
+        fname = "model_int8.onnx" if self.int8 else "model.onnx"
+        path = model_dir / fname
+        want = meta.get("onnx_sha256", {}).get(fname)
+        if verify and (not path.exists() or _sha256(path) != want):
+            raise ModelNotInstalledError(f"{path} is missing or does not match the sha256 recorded at export: "
+                                         "run `make model` to export it again")
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.max_len, self.stride = max_len, stride
+        self.sha256 = want
+
+    def _windows(self, question: str, passages: list[str]
+                 ) -> tuple[list[list[int]], list[tuple[int, int, list[tuple[int, int]]]]]:
+        """Token windows ``<s> q </s></s> ctx </s>``; per window (passage, first context position, offsets)."""
+        q = self.tokenizer.encode(question[:MAX_QUESTION_CHARS], add_special_tokens=False).ids[:64]
+        encs = self.tokenizer.encode_batch(passages, add_special_tokens=False) if passages else []
+        budget = self.max_len - len(q) - 4
+        step = max(1, budget - self.stride)
+        ids, meta = [], []
+        for p, enc in enumerate(encs):
+            toks, offs = enc.ids, enc.offsets
+            lo = 0
+            while True:
+                part = toks[lo:lo + budget]
+                ids.append([CLS, *q, SEP, SEP, *part, SEP])
+                meta.append((p, len(q) + 3, list(offs[lo:lo + budget])))
+                if lo + budget >= len(toks):
+                    break
+                lo += step
+        return ids, meta
+
+    def _run(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = max(len(x) for x in ids)
+        arr = np.full((len(ids), n), PAD, dtype=np.int64)
+        mask = np.zeros((len(ids), n), dtype=np.int64)
+        for i, x in enumerate(ids):
+            arr[i, :len(x)] = x
+            mask[i, :len(x)] = 1
+        start, end, rel = self.session.run(None, {"input_ids": arr, "attention_mask": mask})
+        return start, end, rel
+
+    def read(self, question: str, passages: list[str]) -> list[Read]:
+        """One ``Read`` per passage (batched: every window of every passage in one model call)."""
+        if not passages:
+            return []
+        ids, meta = self._windows(question, passages)
+        start, end, rel = self._run(ids)
+        best: list[Read | None] = [None] * len(passages)
+        for w, (p, c0, offs) in enumerate(meta):
+            if not offs:
+                continue
+            s = start[w, c0:c0 + len(offs)]
+            e = end[w, c0:c0 + len(offs)]
+            null = float(start[w, 0] + end[w, 0])
+            # best (i, j) with i <= j < i + MAX_ANSWER_TOKENS: a banded upper triangle of s_i + e_j
+            scores = s[:, None] + e[None, :]
+            band = np.triu(np.ones_like(scores, dtype=bool)) & ~np.triu(np.ones_like(scores, dtype=bool),
+                                                                        MAX_ANSWER_TOKENS)
+            scores = np.where(band, scores, -np.inf)
+            i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+            a, b = offs[int(i)][0], offs[int(j)][1]
+            text = passages[p][a:b]
+            lead = len(text) - len(text.lstrip())  # sentencepiece's "▁" offsets may include a leading space
+            cand = Read(text.strip(), a + lead, a + lead + len(text.strip()), float(scores[i, j]) - null,
+                        float(rel[w]))
+            cur = best[p]
+            if cur is None:
+                best[p] = cand
+            else:
+                if cand.answer > cur.answer:
+                    cand.relevance = max(cand.relevance, cur.relevance)
+                    best[p] = cand
+                else:
+                    cur.relevance = max(cur.relevance, cand.relevance)
+        return [b if b is not None else Read("", -1, -1, -1e9, -1e9) for b in best]
