@@ -24,6 +24,7 @@ class Passage(BaseModel):
     dense_score: float | None = Field(None, description="Cosine similarity to the query")
     bm25_score: float | None = None
     kind: str = "body"
+    path: str = Field("", description="Article path in a structured document (公文): \"第三章 > 第十二条\"")
 
     @classmethod
     def from_hit(cls, h: Hit) -> Passage:
@@ -31,7 +32,7 @@ class Passage(BaseModel):
         return cls(chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, section=c.section, text=c.text,
                    start=c.start, end=c.end, score=round(h.score, 6), rank=h.rank,
                    dense_score=None if h.dense is None else round(h.dense, 4),
-                   bm25_score=None if h.bm25 is None else round(h.bm25, 4), kind=c.kind)
+                   bm25_score=None if h.bm25 is None else round(h.bm25, 4), kind=c.kind, path=c.path)
 
 
 class CitationOut(BaseModel):
@@ -46,13 +47,24 @@ class CitationOut(BaseModel):
     quote_end: int
     score: float
     supported: bool
+    path: str = Field("", description="Article path of the cited passage (\"第三章 > 第十二条\"), \"\" when none")
+    label: str = Field("", description="How to cite it: 《title》 plus the article (\"《…办法》第十二条\")")
 
     @classmethod
     def from_citation(cls, c: Citation) -> CitationOut:
         ch = c.hit.chunk
         return cls(n=c.n, doc_id=ch.doc_id, chunk_id=ch.chunk_id, title=ch.title, start=ch.start, end=ch.end,
                    quote=c.quote, quote_start=c.quote_start, quote_end=c.quote_end, score=c.support,
-                   supported=c.supported)
+                   supported=c.supported, path=ch.path, label=label(ch.title, ch.path))
+
+
+def label(title: str, path: str) -> str:
+    """``《title》`` and the innermost article of ``path`` (``第三章 > 第十二条`` -> ``《…》第十二条``)."""
+    t = title.strip()
+    if t and not t.startswith("《"):
+        t = f"《{t}》"
+    last = path.split(">")[-1].strip() if path else ""
+    return f"{t}{last}"
 
 
 class AskResponse(BaseModel):
