@@ -271,7 +271,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from embeddings.fetch_gemma import gemma_path, is_installed
     from rag.search.rerank import create_reranker
 
-    settings = Settings()
+    settings = Settings(reader="model")  # both generators load: answers are scored rules and model side by side
     embedder = create_embedder(settings.embedder, settings.models_dir, settings.model_name, settings.dtype,
                                settings.batch_size)
     kind = args.rerank

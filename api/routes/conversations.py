@@ -35,7 +35,7 @@ def _store(request: Request) -> ConversationStore:
 
 @router.get("/conversations")
 async def list_conversations(request: Request, limit: int = Query(50, ge=1, le=500),
-                             offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                             offset: int = Query(0, ge=0, le=1_000_000_000)) -> dict[str, Any]:
     """Conversations, most recently updated first: id, title (the first question), created, updated, turns."""
     store = _store(request)
     owner = caller_owner(request, request.app.state.settings)

@@ -51,9 +51,10 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(1000, ge=10)
     max_top_k: int = Field(100, ge=1)
 
-    reader: Literal["model", "rules"] = Field("model", description="model: the trained reader + cross-encoder "
-                                              "(training/, ONNX in models_dir/reader-e5-small, `make model`) "
-                                              "answers and refuses | rules: the rule reader of rag/answer/reader.py")
+    reader: Literal["model", "rules"] = Field("rules", description="rules: the rule generator and reader of "
+                                              "rag/answer/extractive.py + reader.py | model: the trained reader + "
+                                              "cross-encoder (training/, ONNX in models_dir/reader-e5-small, `make "
+                                              "model`); opt-in until it measures better (README, Evaluation)")
     reader_passages: int = Field(5, ge=1, le=20, description="Top passages the trained reader reads")
     reader_margin: float = Field(0.0, ge=-10, le=10, description="Added to the reader's fitted refusal "
                                  "thresholds: > 0 refuses more, < 0 answers more")

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +32,8 @@ from rag.conversations import ConversationStore
 from tests.conftest import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.integration
+# The follow-up "他是哪所大学的教授？" carries the first turn's subject, and its answer's name when it gave one
+DIRECTOR_SCHOOL = re.compile(r"鄂尔多斯实验室的主任(?:魏飞)?是哪所大学的教授？")
 
 ORDOS = "000_bcf499b72cb977fc.txt"
 HOHHOT = "001_d6fedae4a7c0b999.txt"
@@ -76,7 +79,7 @@ def test_chat_completions_follow_up_uses_the_messages(conv: tuple[str, Path, str
     r = httpx.post(f"{base}/v1/chat/completions", json={"messages": messages, "mode": "extractive"}, timeout=60)
     assert r.status_code == 200, r.text
     a = r.json()
-    assert a["query_used"] == "鄂尔多斯实验室的主任是哪所大学的教授？" and a["rewrite"] == "rules"
+    assert DIRECTOR_SCHOOL.fullmatch(a["query_used"]) and a["rewrite"] == "rules"
     assert "清华大学" in _quotes(a, ORDOS) or not a["answerable"]  # the chat shape has no passages
     assert all(c["doc_id"] == ORDOS for c in a["citations"][:1])
     # the same question without the history is searched as asked (and the Ordos sentence is not what it gets)
@@ -186,7 +189,7 @@ def test_bad_input(conv: tuple[str, Path, str]) -> None:
     # history over the limit (3): the oldest turns dropped, said in warnings; the follow-up still resolves
     hist = [{"question": f"第{i}个问题是什么？"} for i in range(4)] + [{"question": DIRECTOR}]
     a = httpx.post(f"{base}/v1/ask", json={"query": "他是哪所大学的教授？", "history": hist}, timeout=60).json()
-    assert a["query_used"] == "鄂尔多斯实验室的主任是哪所大学的教授？"
+    assert DIRECTOR_SCHOOL.fullmatch(a["query_used"])
     assert any("oldest 2 were dropped" in w for w in a["warnings"])
 
 
@@ -266,7 +269,7 @@ def test_a_key_sees_only_its_own_conversations(seed_index: Path, tmp_path: Path)
                           headers=beta, timeout=10).status_code == 404
         r = httpx.post(f"{base}/v1/ask", json={"query": "他是哪所大学的教授？", "conversation_id": cid},
                        headers=alpha, timeout=60).json()
-        assert (r["turn"], r["query_used"]) == (2, "鄂尔多斯实验室的主任是哪所大学的教授？")
+        assert r["turn"] == 2 and DIRECTOR_SCHOOL.fullmatch(r["query_used"])
     finally:
         stop_server(proc)
     with sqlite3.connect(db) as c:
@@ -281,7 +284,7 @@ def test_storage_off_stores_nothing(seed_index: Path, tmp_path: Path) -> None:
         a = httpx.post(f"{base}/v1/ask", json={"query": "他是哪所大学的教授？",
                                                "history": [{"question": DIRECTOR}]}, timeout=60).json()
         assert a["conversation_id"] is None and a["turn"] is None
-        assert a["query_used"] == "鄂尔多斯实验室的主任是哪所大学的教授？"  # resolution still works
+        assert DIRECTOR_SCHOOL.fullmatch(a["query_used"])  # resolution still works
         r = httpx.post(f"{base}/v1/answer", json={"query": "x", "conversation_id": "a" * 32}, timeout=30)
         assert r.status_code == 422 and "RAG_STORE_CONVERSATIONS=false" in r.json()["message"]
         assert httpx.get(f"{base}/v1/conversations", timeout=10).status_code == 404
