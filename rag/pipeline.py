@@ -17,7 +17,7 @@ from rag.answer.learned import ReaderGenerator
 from rag.answer.model_reader import OnnxReader
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError, NotFoundError
-from rag.core.text import TOKENIZER, has_cjk
+from rag.core.text import TOKENIZER, has_cjk, tokenize
 from rag.core.types import Answer, Document, Filters, Hit
 from rag.index import store
 from rag.index.bm25 import build_bm25, same_tokenizer
@@ -178,10 +178,27 @@ class Pipeline:
         ans.timings = {k: round(v, 2) for k, v in timings.items() if not math.isnan(v)}
         return ans
 
+    def unknown_words(self, query: str) -> bool:
+        """No letter, digit or CJK character at all (``？？？。。。``, emoji), or no word the index knows, in the
+        question or its dictionary translation (``xyzzy``, ``asdfghjkl qwertyuiop``): nothing here can answer."""
+        if not any(ch.isalnum() for ch in query):
+            return True
+        index = self.index
+        bm = index.bm25 if index is not None else None
+        if bm is None:
+            return False
+        tokens = tokenize(query)
+        if self.translator is not None and not has_cjk(query):
+            tokens += [t for term in self.translator(query) for t in tokenize(term)]
+        return not any(t in bm.vocab_dict for t in tokens)
+
     def extractive(self, query: str, qvec: np.ndarray, hits: list[Hit], timings: dict[str, float]) -> Answer:
         """The extractive answer over ``hits`` (the refusal decision), through the judge when one is set."""
         gen = self.generator
         assert gen is not None
+        if self.unknown_words(query):
+            return Answer("", False, [], hits, REFUSAL[language(query)],
+                          warnings=["the question has no word that occurs in the documents"])
         t0 = time.perf_counter()
         ans = gen.answer(query, qvec, hits)
         timings["generate_ms"] = (time.perf_counter() - t0) * 1000
