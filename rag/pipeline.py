@@ -62,6 +62,7 @@ class Pipeline:
         self.index: IndexData | None = None
         self.generator: Generator | None = None
         self._reader: OnnxReader | None = None
+        self._cjk_vocab: tuple[int, bool] = (0, False)  # (id of the BM25 index, whether it holds CJK words)
         self.generators: dict[str, Generator] = {}  # "rules", and "model" when settings.reader is model
         self.translator: Translator | None = None
         self._lock = threading.Lock()
@@ -187,10 +188,18 @@ class Pipeline:
         bm = index.bm25 if index is not None else None
         if bm is None:
             return False
+        if has_cjk(query) and not self._has_cjk_words(bm):
+            return False  # a Chinese question over English-only documents: matched by meaning, not by words
         tokens = tokenize(query)
         if self.translator is not None and not has_cjk(query):
             tokens += [t for term in self.translator(query) for t in tokenize(term)]
         return not any(t in bm.vocab_dict for t in tokens)
+
+    def _has_cjk_words(self, bm: object) -> bool:
+        key = id(bm)
+        if self._cjk_vocab[0] != key:
+            self._cjk_vocab = (key, any(has_cjk(t) for t in bm.vocab_dict))  # type: ignore[attr-defined]
+        return self._cjk_vocab[1]
 
     def extractive(self, query: str, qvec: np.ndarray, hits: list[Hit], timings: dict[str, float]) -> Answer:
         """The extractive answer over ``hits`` (the refusal decision), through the judge when one is set."""
