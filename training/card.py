@@ -73,7 +73,7 @@ relevance head; their sum, the one the service uses).
 {chr(10).join(rows)}
 
 Chosen: `{json.dumps(metrics['chosen'])}` (int8 when it costs at most one F1 point). Figures on the evaluation \
-sets: `make eval` (docs/eval/summary.md).
+sets, rules and model side by side: `make eval` (docs/eval/reader/summary.md, README Evaluation).
 {runs}
 ## Checksums
 ```
