@@ -297,6 +297,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows += answer_rows(p, seed, judge=judge)
         rows += answer_rows(p, load_seed_gold(SEED_HELDOUT, "seed_heldout"), judge=judge)  # unseen questions
         llm_runs.append((p, seed, spread(seed.items, args.llm_limit)))
+        if "multiturn" in args.sets:  # conversations (issue 16): eval/multiturn.py writes DIR/multiturn.md
+            from eval.multiturn import evaluate
+
+            evaluate(p, out)
         # 2. CMRC2018 dev (simplified) and DRCD dev (traditional): corpus = all paragraphs.
         # CJRC dev (legal, evaluation only): also unanswerable questions over the same judgments.
         for name, loader in (("cmrc", load_cmrc), ("drcd", load_drcd), ("cjrc", load_cjrc)):
@@ -363,7 +367,7 @@ def main() -> None:
     ap.add_argument("--no-peer", action="store_true", help="skip the txtai peer baseline")
     ap.add_argument("--judge", action="store_true", help="also score every extractive answer after the "
                     "EmbeddingGemma refusal judge (RAG_JUDGE_MIN_COS; `make gemma`)")
-    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "cjrc", "rgb"])
+    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "cjrc", "rgb", "multiturn"])
     ap.add_argument("--rerank", choices=["auto", "gemma", "none"], default="auto",
                     help="hybrid+rerank rows: auto = when EmbeddingGemma is installed (`make gemma`)")
     ap.add_argument("--llm", choices=["0.5b", "1.5b"], help="also answer with the local Qwen GGUF (llama.cpp server "
