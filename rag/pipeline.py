@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from embeddings.factory import create_embedder
 from rag.answer.extractive import REFUSAL, Calibration, ExtractiveGenerator, Generator, language
 from rag.answer.learned import ReaderGenerator
 from rag.answer.model_reader import OnnxReader
+from rag.core import docmeta
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.text import TOKENIZER, has_cjk, tokenize
@@ -62,6 +64,7 @@ class Pipeline:
         self.index: IndexData | None = None
         self.generator: Generator | None = None
         self._reader: OnnxReader | None = None
+        self._in_force: tuple[int, str, np.ndarray | None] = (0, "", None)  # (index id, day, allowed ids)
         self._cjk_vocab: tuple[int, bool] = (0, False)  # (id of the BM25 index, whether it holds CJK words)
         self.generators: dict[str, Generator] = {}  # "rules", and "model" when settings.reader is model
         self.translator: Translator | None = None
@@ -135,13 +138,39 @@ class Pipeline:
         return q
 
     def allowed_ids(self, index: IndexData, filters: Filters | None) -> np.ndarray | None:
-        if filters is None or filters.empty():
+        """Chunk ids of the documents the filters and validity admit (None: every document): documents in
+        force on ``as_of`` (today) unless ``include_superseded`` (the request's, else the setting)."""
+        f = filters or Filters()
+        include = self.settings.include_superseded if f.include_superseded is None else f.include_superseded
+        if f.empty() and include:
             return None
-        if filters.collection is not None and not any(
-                d.meta.get("collection", "default") == filters.collection for d in index.documents.values()):
-            raise NotFoundError(f"unknown collection {filters.collection!r}: see GET /v1/collections")
-        ids = [cid for d in index.documents.values() if filters.match(d) for cid in index.doc_chunks.get(d.doc_id, [])]
-        return np.array(ids, dtype=np.int64)
+        if f.collection is not None and not any(
+                d.meta.get("collection", "default") == f.collection for d in index.documents.values()):
+            raise NotFoundError(f"unknown collection {f.collection!r}: see GET /v1/collections")
+        day = docmeta.today()
+        if f.empty() and self._in_force[:2] == (id(index), day):  # the default: cached for the day
+            return self._in_force[2]
+        docs = [d for d in index.documents.values() if f.match(d) and docmeta.usable(d.meta, f.as_of, include)]
+        ids = None if len(docs) == len(index.documents) else np.array(
+            [cid for d in docs for cid in index.doc_chunks.get(d.doc_id, [])], dtype=np.int64)
+        if f.empty():
+            self._in_force = (id(index), day, ids)
+        return ids
+
+    def validity_notes(self, ans: Answer, filters: Filters | None = None) -> list[str]:
+        """A warning for each cited document that is superseded, expired or not yet in effect (on ``as_of``):
+        ``《A》：该文件已于2024年3月1日被《B》废止``."""
+        index = self.index
+        if index is None:
+            return []
+        as_of = filters.as_of if filters is not None else None
+        notes: list[str] = []
+        for doc_id in dict.fromkeys(c.hit.chunk.doc_id for c in ans.citations):
+            d = index.documents.get(doc_id)
+            note = docmeta.validity_note(d.title, d.meta, as_of) if d is not None else ""
+            if note:
+                notes.append(note)
+        return notes
 
     def search(self, query: str, top_k: int = 5, mode: str = "hybrid", timings: dict[str, float] | None = None,
                filters: Filters | None = None, rerank: bool | None = None) -> tuple[list[Hit], np.ndarray | None]:
@@ -176,6 +205,7 @@ class Pipeline:
         hits, qvec = self.search(query, top_k, "hybrid", timings, filters)
         assert qvec is not None
         ans = self.extractive(query.strip(), qvec, hits, timings)
+        ans.warnings = list(dict.fromkeys([*ans.warnings, *self.validity_notes(ans, filters)]))
         ans.timings = {k: round(v, 2) for k, v in timings.items() if not math.isnan(v)}
         return ans
 
@@ -216,6 +246,15 @@ class Pipeline:
             ans = judged(self.judge, query, ans, self.settings.judge_min_cos)
             timings["judge_ms"] = (time.perf_counter() - t1) * 1000
         return ans
+
+    def edit_metadata(self, doc_id: str, fields: dict[str, Any]) -> Document:
+        """Edit a document's metadata as a new index version (no re-embedding), then switch readers to it."""
+        from rag.index.edit import edit_metadata
+
+        with self._write_lock:
+            doc = edit_metadata(Path(self.settings.index_dir), doc_id, fields)
+            self.load()
+        return doc
 
     def update(self, upserts: list[Document], deletes: list[str] | None = None):  # type: ignore[no-untyped-def]
         """Apply document changes as a new index version, then switch readers to it."""

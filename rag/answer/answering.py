@@ -51,6 +51,7 @@ class _Prepared:
     timings: dict[str, float]
     t0: float
     llm_refuses: bool = True
+    notes: Any = None  # Answer -> warnings about the cited documents' validity (Pipeline.validity_notes)
 
 
 def _prepare(pipeline: Any, query: str, top_k: int, mode: str, filters: Any = None) -> _Prepared:
@@ -66,12 +67,14 @@ def _prepare(pipeline: Any, query: str, top_k: int, mode: str, filters: Any = No
     base = pipeline.extractive(q, qvec, hits, timings)  # the refusal decision (and the judge, when set)
     timings["extractive_ms"] = (time.perf_counter() - t1) * 1000
     settings = getattr(pipeline, "settings", None)
-    return _Prepared(q, hits, qvec, base, timings, t0, bool(getattr(settings, "llm_refusal", True)))
+    flag = getattr(pipeline, "validity_notes", None)
+    notes = (lambda a: flag(a, filters)) if callable(flag) else None
+    return _Prepared(q, hits, qvec, base, timings, t0, bool(getattr(settings, "llm_refusal", True)), notes)
 
 
 def _finish(a: Answer, p: _Prepared, mode: str, warnings: list[str] | None = None) -> Answer:
     a.mode = mode
-    a.warnings = list(dict.fromkeys([*a.warnings, *(warnings or [])]))
+    a.warnings = list(dict.fromkeys([*a.warnings, *(warnings or []), *(p.notes(a) if p.notes else [])]))
     p.timings["total_ms"] = (time.perf_counter() - p.t0) * 1000
     a.timings = {k: round(v, 2) for k, v in p.timings.items() if not math.isnan(v)}
     return a

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     rerank_fusion: Literal["bm25", "hybrid", "model"] = Field("bm25", description="bm25: RRF of BM25 rank and "
                                                               "reranker rank | hybrid: of hybrid rank and "
                                                               "reranker rank | model: reranker alone")
+    include_superseded: bool = Field(False, description="Answer from superseded and expired documents too "
+                                     "(each cited one flagged); false = documents in force only "
+                                     "(rag/core/docmeta.py); per request: include_superseded")
     max_query_chars: int = Field(1000, ge=10)
     max_top_k: int = Field(100, ge=1)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rag.core import docmeta
+
 
 @dataclass
 class Document:
@@ -93,19 +95,33 @@ class Answer:
 
 @dataclass
 class Filters:
-    """Metadata filters on search; ``None`` fields do not filter."""
+    """Metadata filters on search; ``None`` fields do not filter. Text fields match a part of the value
+    (``doc_number`` the whole number, brackets normalised); date ranges are inclusive ISO dates. ``as_of`` and
+    ``include_superseded`` choose documents by validity (``rag/core/docmeta.py``; the pipeline applies them,
+    with ``Settings.include_superseded`` as the default)."""
 
     doc_ids: list[str] | None = None
     collection: str | None = None
     types: list[str] | None = None  # source type: txt, md, pdf, docx, html
     tags: list[str] | None = None  # every tag must be present
-    date_from: str | None = None  # ISO dates compared with meta["date"]
+    date_from: str | None = None  # the document's date: meta["date"], else 发布日期, else 成文日期
     date_to: str | None = None
+    title: str | None = None
+    issuer: str | None = None  # 发文机关
+    doc_number: str | None = None  # 发文字号
+    subjects: list[str] | None = None  # every 主题词 must be present
+    effective_from: str | None = None  # 施行日期
+    effective_to: str | None = None
+    expires_from: str | None = None  # 有效期至
+    expires_to: str | None = None
+    as_of: str | None = None  # validity on this day instead of today
+    include_superseded: bool | None = None
 
     def empty(self) -> bool:
         return all(v is None for v in asdict(self).values())
 
     def match(self, doc: Document) -> bool:
+        """The metadata filters (validity is the pipeline's: ``docmeta.usable``)."""
         m = doc.meta
         if self.doc_ids is not None and doc.doc_id not in self.doc_ids:
             return False
@@ -115,7 +131,16 @@ class Filters:
             return False
         if self.tags and not set(self.tags) <= set(m.get("tags") or []):
             return False
-        date = str(m.get("date") or "")
-        if self.date_from and (not date or date < self.date_from):
+        if self.title is not None and not (docmeta.contains(doc.title, self.title)
+                                           or docmeta.contains(m.get("title"), self.title)):
             return False
-        return not (self.date_to and (not date or date > self.date_to))
+        if self.issuer is not None and not docmeta.contains(m.get("issuer"), self.issuer):
+            return False
+        if self.doc_number is not None and \
+                docmeta.normalise_number(self.doc_number) != docmeta.normalise_number(str(m.get("doc_number") or "")):
+            return False
+        if self.subjects and not set(self.subjects) <= set(m.get("subjects") or []):
+            return False
+        return (docmeta.in_range(docmeta.issued(m), self.date_from, self.date_to)
+                and docmeta.in_range(m.get("date_effective"), self.effective_from, self.effective_to)
+                and docmeta.in_range(m.get("date_expires"), self.expires_from, self.expires_to))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from rag.core.text import TOKENIZER, tokenize_many
@@ -29,3 +31,15 @@ def build_bm25(chunks: list[Chunk], cache: dict[int, list[str]] | None = None) -
     bm.index(tokens, show_progress=False)
     bm.chunk_tokens = tokens  # written by store.save as tokens.jsonl
     return bm
+
+
+def read_tokens(folder: Path) -> dict[int, list[str]]:
+    """BM25 tokens per chunk id of a version (empty when the version has none)."""
+    out: dict[int, list[str]] = {}
+    path = folder / "tokens.jsonl"
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                cid, toks = json.loads(line)
+                out[int(cid)] = toks.split(" ") if toks else []
+    return out

@@ -14,6 +14,7 @@ from rag.index.bm25 import BM25_META, build_bm25
 from rag.index.lock import index_lock
 from rag.ingest.chunking import assign_pages, chunk_all
 from rag.ingest.embed import Progress, embed_chunks
+from rag.ingest.validity import link
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def build_index(index_dir: Path, docs: list[Document], embedder: Embedder, chunk
 def _build(index_dir: Path, docs: list[Document], embedder: Embedder, chunk_size: int, overlap: int,
            batch_size: int, progress: Progress | None, index_kind: str, vector_store: str) -> Path:
     docs = _dedupe(docs)
+    link({d.doc_id: d for d in docs})  # which document supersedes which
     chunks = chunk_all(docs, chunk_size, overlap)
     for d in docs:
         assign_pages(d, [c for c in chunks if c.doc_id == d.doc_id])

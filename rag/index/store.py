@@ -174,11 +174,7 @@ def save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documen
 
 def _save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], documents: list[Document],
           dense: VectorStore, bm25: Any) -> Path:
-    versions = index_dir / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
-    tmp = versions / f".tmp-{stamp}"
-    tmp.mkdir()
+    tmp = new_version(index_dir)
     ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
     dense.save(tmp)
     offsets, pos = [], 0
@@ -203,7 +199,26 @@ def _save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], docume
     manifest = {**manifest, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "n_chunks": len(chunks), "n_documents": len(documents),
                 "dense": {**manifest.get("dense", {}), "kind": dense.kind}}
-    manifest["files"] = checksums(tmp)
+    final = commit(index_dir, tmp, manifest)
+    logger.info("index version %s: %d chunks, %d documents", final.name, len(chunks), len(documents))
+    return final
+
+
+def new_version(index_dir: Path) -> Path:
+    """An empty temporary folder for the next version (``.tmp-<stamp>``; ``commit`` makes it current)."""
+    versions = index_dir / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
+    tmp = versions / f".tmp-{stamp}"
+    tmp.mkdir()
+    return tmp
+
+
+def commit(index_dir: Path, tmp: Path, manifest: dict[str, Any]) -> Path:
+    """Checksum and write ``manifest`` into the complete version folder ``tmp``, fsync it, rename it into
+    place and switch ``current`` to it (the caller holds the index lock). Returns the version folder."""
+    versions, stamp = tmp.parent, tmp.name.removeprefix(".tmp-")
+    manifest = {**manifest, "files": checksums(tmp)}
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
     _fsync_tree(tmp)
     final = versions / stamp
@@ -212,7 +227,6 @@ def _save(index_dir: Path, manifest: dict[str, Any], chunks: list[Chunk], docume
     os.symlink(Path("versions") / stamp, link_tmp)
     os.replace(link_tmp, current_path(index_dir))  # the atomic switch
     _prune(versions, keep=final)
-    logger.info("index version %s: %d chunks, %d documents", stamp, len(chunks), len(documents))
     return final
 
 
@@ -248,18 +262,6 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError) as e:
         raise IndexCorruptError(f"{path} is unreadable ({e}): run `rag ingest PATH --rebuild`") from e
-
-
-def read_tokens(folder: Path) -> dict[int, list[str]]:
-    """BM25 tokens per chunk id of a version (empty when the version has none)."""
-    out: dict[int, list[str]] = {}
-    path = folder / "tokens.jsonl"
-    if path.exists():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                cid, toks = json.loads(line)
-                out[int(cid)] = toks.split(" ") if toks else []
-    return out
 
 
 def check_model(manifest: dict[str, Any], model: str, dim: int) -> None:

@@ -23,11 +23,12 @@ from embeddings.base import Embedder
 from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.types import Document
 from rag.index import store
-from rag.index.bm25 import BM25_META, build_bm25, same_tokenizer
+from rag.index.bm25 import BM25_META, build_bm25, read_tokens, same_tokenizer
 from rag.index.lock import index_lock
 from rag.index.vectors import build_store
 from rag.ingest.chunking import assign_pages, chunk_all
 from rag.ingest.embed import embed_chunks
+from rag.ingest.validity import link
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def _apply(index_dir: Path, embedder: Embedder, upserts: list[Document], deletes
         rep.version = current.path.name if current else ""
         rep.chunks = current.size if current else 0
         return rep
+    link(docs)  # which document supersedes which, over the documents of the new version
     gone = set(rep.deleted) | {d.doc_id for d in fresh}
     kept = [c for c in (current.chunks.values() if current else []) if c.doc_id not in gone]
     kept_ids = np.array([c.chunk_id for c in kept], dtype=np.int64)
@@ -99,7 +101,7 @@ def _apply(index_dir: Path, embedder: Embedder, upserts: list[Document], deletes
         "dense": {"store": vector_store, "metric": "cosine"}}
     manifest["bm25"] = dict(BM25_META)
     # tokens of the last version are reused only if the same tokenizer made them
-    cache = store.read_tokens(current.path) if current is not None and same_tokenizer(current.manifest) else None
+    cache = read_tokens(current.path) if current is not None and same_tokenizer(current.manifest) else None
     bm = build_bm25(chunks, cache) if chunks else None
     ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)
     dense = build_store(vector_store, embedder.dim, ids, vectors, index_kind)

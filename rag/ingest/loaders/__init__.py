@@ -56,12 +56,14 @@ from rag.ingest.loaders.slides import load_pptx
 from rag.ingest.loaders.text import load_text
 from rag.ingest.loaders.web import load_html
 from rag.ingest.loaders.word import load_doc, load_docx
+from rag.ingest.metadata import extract_metadata
+from rag.ingest.validity import find_references
 
 __all__ = [
     "DEFAULT_PARSE_TIMEOUT", "KINDS", "LOADERS", "MAX_TEXT_CHARS", "MAX_UNZIPPED", "MAX_ZIP_MEMBERS",
     "PARSE_TIMEOUT_ENV", "PDF_LIMITS", "SUPPORTED", "ZIP_BLOCK", "LoadFailure", "check_deadline", "check_doc_id",
-    "content_hash", "decode", "display_source", "inflate_capped", "iter_files", "load_bytes", "load_file",
-    "load_path", "parse_timeout", "register", "table_rows", "time_budget",
+    "content_hash", "decode", "display_source", "document_metadata", "inflate_capped", "iter_files", "load_bytes",
+    "load_file", "load_path", "parse_timeout", "register", "table_rows", "time_budget",
 ]
 
 logger = logging.getLogger(__name__)
@@ -125,9 +127,23 @@ def load_bytes(data: bytes, name: str, doc_id: str | None = None, meta: dict[str
     if not text.strip():
         raise InvalidInputError(f"{name}: the file has no text")
     title = str(extra.pop("title", ""))
-    m = {"sha256": content_hash(text), "type": suffix.lstrip("."), "collection": "default", **extra,
-         **(meta or {})}
+    m = {"sha256": content_hash(text), "type": suffix.lstrip("."), "collection": "default",
+         **document_metadata(text, title), **extra, **(meta or {})}
+    title = title or str(m.pop("title", ""))
+    m.pop("title", None)  # the title is Document.title
     return Document(check_doc_id(doc_id or Path(name).name), text, title=title, source=Path(name).name, meta=m)
+
+
+def document_metadata(text: str, title: str = "") -> dict[str, Any]:
+    """The 公文 metadata the text states (``rag/ingest/metadata.py``) and the documents it repeals, replaces or
+    amends (``rag/ingest/validity.py``, under ``repeals``)."""
+    found = extract_metadata(text)
+    refs = find_references(text, str(found.get("title") or ""), str(found.get("doc_number") or ""))
+    if refs:
+        found["repeals"] = refs
+    if title.strip() or not found.get("title"):
+        found.pop("title", None)  # the loader's own title comes first
+    return found
 
 
 def display_source(path: Path, root: Path | None = None) -> str:
