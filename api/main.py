@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import observability
 from api.followup import create_condenser
-from api.routes import answer, chat, conversations, dify, documents, health, search
+from api.jobs import JobRunner
+from api.routes import answer, chat, conversations, dify, documents, health, jobs, search
 from api.security import (
     AuthError,
     BodyLimitMiddleware,
@@ -41,6 +42,7 @@ STATUS: dict[type[errors.RagError], int] = {
     errors.IndexNotFoundError: 503,
     errors.IndexCorruptError: 503,
     errors.IndexBusyError: 503,
+    errors.JobQueueFullError: 503,
     errors.ModelMismatchError: 409,
     errors.ModelNotInstalledError: 503,
     errors.GeneratorError: 502,
@@ -81,7 +83,11 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             logger.info("LLM answers via %r", app.state.llm)
         app.state.condenser = create_condenser(settings)  # None without an LLM or with RAG_CONDENSE=rules
         app.state.conversations = open_store(settings)  # None when RAG_STORE_CONVERSATIONS=false
+        # upload jobs: interrupted ones settled against the index just loaded, then the workers start
+        app.state.jobs = JobRunner(settings, p, on_indexed=lambda: setattr(app.state, "load_error", ""))
+        app.state.jobs.start()
         yield
+        app.state.jobs.stop()
         if app.state.llm is not None:
             app.state.llm.close()
         if app.state.condenser is not None:
@@ -140,6 +146,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(health.router)
     app.include_router(search.router)
     app.include_router(documents.router)
+    app.include_router(jobs.router)
     app.include_router(answer.router)
     app.include_router(chat.router)
     app.include_router(dify.router)

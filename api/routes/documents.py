@@ -12,11 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api import jobs
 from api.deps import PipelineDep, ReadAccess, SettingsDep, WriteAccess, get_pipeline
+from api.followup import caller_owner
 from rag.core.errors import InvalidInputError, NotFoundError, ParseTimeoutError
 from rag.core.types import Document
 from rag.ingest.loaders import SUPPORTED, check_doc_id, load_bytes, parse_timeout
@@ -196,15 +199,18 @@ def _pipeline_or_empty(request: Request) -> Pipeline:
     return request.app.state.pipeline  # type: ignore[no-any-return]
 
 
-@router.post("/documents", response_model=ChangeOut, status_code=201, dependencies=[WriteAccess])
+@router.post("/documents", response_model=ChangeOut, status_code=201, dependencies=[WriteAccess],
+             responses={202: {"description": "Queued as a background job: poll the Location (GET /v1/jobs/{id})"}})
 async def upload(request: Request, settings: SettingsDep,
                  files: Annotated[list[UploadFile], File(description="txt, md, pdf, docx, html")],
                  collection: Annotated[str, Form()] = "default", tags: Annotated[str, Form()] = "",
-                 date: Annotated[str, Form()] = "", doc_id: Annotated[str | None, Form()] = None) -> ChangeOut:
+                 date: Annotated[str, Form()] = "", doc_id: Annotated[str | None, Form()] = None,
+                 run_async: Annotated[bool, Query(alias="async")] = False) -> ChangeOut | JSONResponse:
     """Upload documents (multipart). Same doc_id = a new version; unchanged content is a no-op.
 
     A batch puts in the files that can be read and lists the others under ``failed`` (each with its cause);
-    only when none can be read is the answer a 422."""
+    only when none can be read is the answer a 422. With ``?async=true``, or when the files are big or need
+    much OCR (RAG_ASYNC_UPLOAD_MB, RAG_ASYNC_OCR_PAGES), the answer is 202 with a job to poll (api/jobs.py)."""
     p = _pipeline_or_empty(request)
     if doc_id and len(files) != 1:
         raise InvalidInputError("doc_id can only be given with a single file")
@@ -213,12 +219,21 @@ async def upload(request: Request, settings: SettingsDep,
     docs: list[Document] = []
     failed: list[tuple[str, InvalidInputError]] = []
     seen: set[str] = set()
+    read: list[tuple[str, bytes]] = []
     for n, f in enumerate(files, 1):
         label = f.filename or f"file {n}"
         try:
             name = _upload_name(f.filename, n, fixed_id)
             label = name
-            data = await _read(f, name, settings.max_upload_mb)
+            read.append((name, await _read(f, name, settings.max_upload_mb)))
+        except InvalidInputError as e:
+            failed.append((label, e))
+    if read and (run_async or await jobs.wants_job(read, settings)):
+        job_id = await run_in_threadpool(request.app.state.jobs.submit, read, [(f, e.message) for f, e in failed],
+                                         {**meta, "doc_id": fixed_id}, caller_owner(request, settings))
+        return jobs.accepted(job_id)
+    for name, data in read:
+        try:
             doc = await parse_upload(data, name, fixed_id, dict(meta))
             if doc.doc_id in seen:
                 raise InvalidInputError(f"{name}: a second file with doc_id {doc.doc_id!r} in this upload; "
@@ -226,7 +241,7 @@ async def upload(request: Request, settings: SettingsDep,
             seen.add(doc.doc_id)
             docs.append(doc)
         except InvalidInputError as e:
-            failed.append((label, e))
+            failed.append((name, e))
     if not docs:
         if len(failed) == 1:
             raise failed[0][1]

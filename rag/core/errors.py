@@ -75,3 +75,8 @@ class OcrLimitError(UnreadableFileError):
 class ConverterError(UnreadableFileError):
     """An external converter (LibreOffice for .doc/.wps) is missing, failed or timed out: 422, naming the cause
     (``make install`` installs LibreOffice)."""
+
+
+class JobQueueFullError(RagError):
+    """Too many upload jobs are queued or running (``RAG_MAX_QUEUED_JOBS``): retry when some have finished
+    (maps to 503)."""

@@ -59,6 +59,8 @@ PDF_LIMITS: dict[str, Any] = {
 }
 _DOC_ID = re.compile(r"^[^/\\\x00-\x1f]{1,200}$")
 _DEADLINE: ContextVar[tuple[float, float, str] | None] = ContextVar("parse_deadline", default=None)
+# who wants to hear how far a file's slow loop (OCR pages) has got: a background upload job's progress
+_PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("parse_progress", default=None)
 
 
 def parse_timeout() -> float:
@@ -95,6 +97,16 @@ def check_deadline() -> None:
                                 "split the file or send a simpler copy")
 
 
+@contextlib.contextmanager
+def progress_to(callback: Callable[[int, int], None]) -> Iterator[None]:
+    """Call ``callback(done, total)`` as the parse in this thread gets through its slow steps (OCR pages)."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
 def pace(name: str, total: int, what: str = "OCR") -> Callable[[int], None]:
     """A check for a loop over ``total`` slow steps (OCR pages): after each, when the pace so far says the rest
     cannot finish within the file's budget, stop now with a ``ParseTimeoutError`` that says how long the file
@@ -102,6 +114,9 @@ def pace(name: str, total: int, what: str = "OCR") -> Callable[[int], None]:
     start = time.monotonic()
 
     def check(done: int) -> None:
+        report = _PROGRESS.get()
+        if report is not None:
+            report(done, total)
         d = _DEADLINE.get()
         if d is None or done <= 0 or done >= total:
             return

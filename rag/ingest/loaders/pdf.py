@@ -58,6 +58,35 @@ def _may_have_table(text: str) -> bool:
     return len(rows) >= 2
 
 
+def scanned_pages(data: bytes, sample: int = 5) -> int:
+    """A quick guess (pdfium, no parse) of how many pages of a PDF need OCR: its page count times the share of
+    up to ``sample`` evenly spaced pages whose text layer is missing or garbage; 0 when pdfium cannot open it.
+    Decides whether an upload runs as a background job before it is read."""
+    import pypdfium2 as pdfium
+
+    with _PDFIUM_LOCK:
+        try:
+            doc = pdfium.PdfDocument(data)
+        except Exception:  # encrypted or broken: the loader will say why
+            return 0
+        try:
+            n = len(doc)
+            picks = sorted({round(i * (n - 1) / max(1, sample - 1)) for i in range(min(sample, n))})
+            empty = 0
+            for i in picks:
+                page = doc[i]
+                try:
+                    textpage = page.get_textpage()
+                    text = textpage.get_text_range()
+                    textpage.close()
+                finally:
+                    page.close()
+                empty += len("".join(text.split())) < MIN_TEXT or garbage(text)
+            return round(n * empty / len(picks)) if picks else 0
+        finally:
+            doc.close()
+
+
 def render_pages(data: bytes, numbers: list[int], name: str) -> list[Any]:
     """PIL images of the 0-based ``numbers`` pages at ``ocr.OCR_DPI``, scaled down to the pixel limit."""
     import pypdfium2 as pdfium

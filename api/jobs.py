@@ -1,0 +1,196 @@
+"""Background upload jobs (issue 21): ``POST /v1/documents?async=true``, or any upload past
+``RAG_ASYNC_UPLOAD_MB`` or with more than ``RAG_ASYNC_OCR_PAGES`` pages to OCR, answers ``202 Accepted`` with
+a job id and ``Location: /v1/jobs/{id}`` as soon as its files are spooled, and is parsed and indexed here.
+
+``RAG_JOB_WORKERS`` threads (default 1) take jobs from the table (``api.jobstore``) oldest first. A job parses
+its files one by one (progress: files, and OCR pages of the current file; ``RAG_JOB_PARSE_TIMEOUT`` per file,
+a parser stuck past it is abandoned), records the documents it is about to write, then writes them all as one
+new index version through ``Pipeline.update`` (the index folder lock and the atomic version switch of
+``rag.index``): a job's documents all go in, or none do. A file that cannot be read is listed with its cause
+and the rest go in; a job none of whose files could be read, or whose write failed, is ``failed`` with the
+message. Jobs interrupted by a restart are settled by ``JobStore.recover`` when the next server starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.jobstore import JobStore, jobs_dir
+from rag.core.config import Settings
+from rag.core.errors import InvalidInputError, ParseTimeoutError, RagError
+from rag.core.types import Document
+from rag.ingest.loaders import load_bytes
+from rag.ingest.loaders.base import progress_to
+from rag.ingest.loaders.pdf import scanned_pages
+from rag.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+IMAGES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+PARSE_GRACE = 5.0  # seconds past a file's budget before a parser stuck inside one call is abandoned
+PROGRESS_EVERY = 0.5  # seconds between progress writes
+
+
+def ocr_pages(data: bytes, name: str) -> int:
+    """Pages of one file that will need OCR, estimated cheaply (a sample of a PDF's pages; an image is one)."""
+    suffix = Path(name).suffix.lower()
+    if suffix == ".pdf":
+        return scanned_pages(data)
+    return 1 if suffix in IMAGES else 0
+
+
+async def wants_job(files: list[tuple[str, bytes]], settings: Settings) -> bool:
+    """Whether an upload is too big to answer within the request: past ``async_upload_mb`` in all, or with
+    more than ``async_ocr_pages`` pages to OCR (a long scan would outlast RAG_PARSE_TIMEOUT)."""
+    if sum(len(d) for _, d in files) > settings.async_upload_mb * 1024 * 1024:
+        return True
+    if settings.async_ocr_pages <= 0:
+        return False
+    pages = 0
+    for name, data in files:
+        pages += await run_in_threadpool(ocr_pages, data, name)
+        if pages > settings.async_ocr_pages:
+            return True
+    return False
+
+
+def accepted(job_id: str) -> JSONResponse:
+    where = f"/v1/jobs/{job_id}"
+    return JSONResponse({"job_id": job_id, "status": "queued", "location": where}, status_code=202,
+                        headers={"Location": where})
+
+
+class JobRunner:
+    """The worker threads over a ``JobStore``; ``on_indexed`` runs after each successful index write."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline, on_indexed: Callable[[], None] = lambda: None):
+        self.store = JobStore(jobs_dir(settings), settings.job_attempts, settings.max_queued_jobs)
+        self.pipeline, self.on_indexed = pipeline, on_indexed
+        self.workers, self.parse_timeout = settings.job_workers, settings.job_parse_timeout
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        index = self.pipeline.index
+
+        def indexed(doc_id: str, sha256: str) -> bool:
+            doc = index.documents.get(doc_id) if index is not None else None
+            return doc is not None and doc.meta.get("sha256") == sha256
+
+        again = self.store.recover(indexed)
+        if again:
+            logger.warning("resuming %d upload job(s) interrupted by a restart: %s", len(again), again)
+        for i in range(self.workers):
+            t = threading.Thread(target=self._loop, name=f"rag-job-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, wait: float = 2.0) -> None:
+        """Stop taking jobs; one still running is left ``running`` and settled by the next start."""
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(wait)
+        if not any(t.is_alive() for t in self._threads):  # else a job still writes to it until the process ends
+            self.store.close()
+
+    def submit(self, files: list[tuple[str, bytes]], failed: list[tuple[str, str]], meta: dict[str, Any],
+               owner: str = "") -> str:
+        job_id = self.store.create(files, failed, meta, owner)
+        self._wake.set()
+        return job_id
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self.store.claim()
+            except Exception:  # the database closed under us at shutdown
+                if self._stop.is_set():
+                    return
+                raise
+            if job is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            try:
+                self._run(job)
+            except Exception as e:
+                logger.exception("upload job %s failed", job["id"])
+                self.store.finish(job["id"], "failed", f"internal error ({type(e).__name__}); see the server log")
+
+    def _run(self, job: dict[str, Any]) -> None:
+        job_id, files, meta = job["id"], job["files"], dict(job["meta"])
+        fixed_id = meta.pop("doc_id", None)
+        docs: list[Document] = []
+        for rec in files:
+            if not rec["spool"]:
+                continue  # refused before the job was queued
+            rec.update(status="running", error="", doc_id="", pages_done=0, pages_total=0)
+            self.store.update(job_id, files=files)
+            try:
+                doc = self._parse(job_id, files, rec, self.store.spooled(job_id, rec["spool"]), fixed_id, meta)
+                if any(d.doc_id == doc.doc_id for d in docs):
+                    raise InvalidInputError(f"{rec['file']}: a second file with doc_id {doc.doc_id!r} in this "
+                                            "upload; the first one was used")
+                rec.update(status="parsed", doc_id=doc.doc_id, pages_done=rec["pages_total"])
+                docs.append(doc)
+            except RagError as e:
+                rec.update(status="failed", error=e.message)
+            self.store.update(job_id, files=files)
+        if not docs:
+            errors = [f"{r['file']}: {r['error']}" if not r["error"].startswith(r["file"]) else r["error"]
+                      for r in files if r["status"] == "failed"]
+            self.store.finish(job_id, "failed", errors[0] if len(errors) == 1 else
+                              f"none of the {len(files)} files could be read: " + "; ".join(errors), files=files)
+            return
+        self.store.update(job_id, stage="indexing", docs=[[d.doc_id, d.meta.get("sha256", "")] for d in docs])
+        try:
+            rep = self.pipeline.update(docs, [])
+        except RagError as e:
+            self.store.finish(job_id, "failed", f"the index write failed: {e.message}", files=files)
+            return
+        for rec in files:
+            if rec["status"] == "parsed":
+                rec["status"] = "done"
+        self.on_indexed()
+        self.store.finish(job_id, "done", job["message"], files=files, result=dict(rep.__dict__))
+        logger.info("upload job %s done: +%s ~%s", job_id, rep.added, rep.replaced)
+
+    def _parse(self, job_id: str, files: list[dict[str, Any]], rec: dict[str, Any], data: bytes,
+               doc_id: str | None, meta: dict[str, Any]) -> Document:
+        """``load_bytes`` under the job's budget in a thread of its own (abandoned if stuck past it), its OCR
+        pages reported as progress."""
+        box: dict[str, Any] = {}
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            rec["pages_done"], rec["pages_total"] = done, total
+            if time.monotonic() - last[0] >= PROGRESS_EVERY:
+                last[0] = time.monotonic()
+                self.store.update(job_id, files=files)
+
+        def work() -> None:
+            try:
+                with progress_to(report):
+                    box["doc"] = load_bytes(data, rec["file"], doc_id, dict(meta), timeout=self.parse_timeout)
+            except BaseException as e:  # handed to the job's thread
+                box["error"] = e
+
+        t = threading.Thread(target=work, name=f"rag-job-parse-{job_id[:8]}", daemon=True)
+        t.start()
+        t.join(self.parse_timeout + PARSE_GRACE)
+        if t.is_alive():
+            raise ParseTimeoutError(f"{rec['file']}: reading it took longer than {self.parse_timeout:g} s "
+                                    "(RAG_JOB_PARSE_TIMEOUT); split the file or send a simpler copy")
+        if "error" in box:
+            raise box["error"]
+        doc: Document = box["doc"]
+        return doc
