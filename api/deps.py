@@ -1,13 +1,18 @@
-"""FastAPI dependencies: the pipeline loaded in the lifespan; access checks and rate limits (the key only once
-valid, else the client address; refused authentications count too)."""
+"""FastAPI dependencies: the pipeline loaded in the lifespan, as the caller's principal sees it (api/scoped.py);
+access checks (api/access.py) and rate limits (the principal once its key is valid, else the client address;
+refused authentications count too)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from api.security import AuthError, check_access, client_address
+from api.access import authenticate, principal_of
+from api.principals import Principal
+from api.scoped import ScopedPipeline
+from api.scoped import authorize_upload as authorize_upload  # re-exported for the upload route
+from api.security import AuthError, client_address
 from rag.core.config import Settings
 from rag.core.errors import IndexNotFoundError
 from rag.pipeline import Pipeline
@@ -22,7 +27,12 @@ def get_pipeline(request: Request) -> Pipeline:
     if not p.ready:
         err = getattr(request.app.state, "load_error", "") or "index not loaded"
         raise IndexNotFoundError(f"service not ready: {err}")
-    return p
+    return scoped_view(request)
+
+
+def scoped_view(request: Request) -> Pipeline:
+    """The app's pipeline as the caller's principal sees it (api/scoped.py), loaded or not."""
+    return cast(Pipeline, ScopedPipeline(request.app.state.pipeline, lambda: principal_of(request)))
 
 
 def _limit(request: Request, who: str) -> None:
@@ -37,25 +47,38 @@ def limit_failed_auth(request: Request) -> None:
     _limit(request, f"ip:{client_address(request)}")
 
 
-def _guard(request: Request, write: bool) -> str:
+def _guard(request: Request, need: str) -> Principal:
     try:
-        who = check_access(request, request.app.state.settings, write=write)
+        p = authenticate(request, need)
     except AuthError:
         limit_failed_auth(request)  # 429 once the address is over its limit, else the 401/403 below
         raise
-    _limit(request, who)
-    return who
+    request.state.principal = p
+    _limit(request, f"key:{p.name}" if p.authenticated else f"ip:{client_address(request)}")
+    return p
 
 
-def require_read(request: Request) -> str:
-    return _guard(request, write=False)
+def require_read(request: Request) -> Principal:
+    return _guard(request, "read")
 
 
-def require_write(request: Request) -> str:
-    return _guard(request, write=True)
+def require_user(request: Request) -> Principal:
+    """Any key (its own conversations and feedback); without keys configured, this machine's same-origin pages."""
+    return _guard(request, "user")
+
+
+def require_write(request: Request) -> Principal:
+    return _guard(request, "write")
+
+
+def require_admin(request: Request) -> Principal:
+    return _guard(request, "admin")
 
 
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ReadAccess = Depends(require_read)
 WriteAccess = Depends(require_write)
+UserAccess = Depends(require_user)
+AdminAccess = Depends(require_admin)
+PrincipalDep = Annotated[Principal, Depends(principal_of)]

@@ -14,10 +14,10 @@ from typing import Any
 
 from fastapi import Request
 
-from api.security import key_matches
+from api.access import principal_of
 from rag.answer.conversation import Condense, Resolution, Turn, prefer_documents, resolve, suggest, trim
 from rag.answer.llm import OpenAICompatGenerator
-from rag.conversations import ConversationStore, owner_name
+from rag.conversations import ConversationStore
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError
 
@@ -38,13 +38,9 @@ def create_condenser(settings: Settings) -> OpenAICompatGenerator | None:
 
 
 def caller_owner(request: Request, settings: Settings) -> str:
-    given = request.headers.get("x-api-key")
-    auth = request.headers.get("authorization", "")
-    if not given and auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    if given and settings.api_keys and any(key_matches(given, k) for k in settings.api_keys):
-        return owner_name(given)
-    return ""
+    """Whose conversations (and jobs) these are: the principal's owner name (``key-<sha8>`` for a RAG_API_KEYS
+    key, ``p-<name>`` for a named one; ``anonymous`` without a key once keys exist; "" = all, without keys)."""
+    return principal_of(request).owner
 
 
 class PreferringPipeline:

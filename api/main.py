@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import observability
+from api import access, observability
 from api.followup import create_condenser
 from api.jobs import JobRunner
 from api.routes import answer, chat, conversations, dify, documents, health, jobs, search
@@ -24,7 +24,6 @@ from api.security import (
     BodyTooLarge,
     RateLimiter,
     SecurityHeadersMiddleware,
-    check_access,
 )
 from rag.answer.llm import create_generator
 from rag.conversations import open_store
@@ -46,6 +45,7 @@ STATUS: dict[type[errors.RagError], int] = {
     errors.ModelMismatchError: 409,
     errors.ModelNotInstalledError: 503,
     errors.GeneratorError: 502,
+    errors.ConfigError: 500,
 }
 
 
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.state.pipeline = p
         app.state.settings = settings
         app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+        access.setup(app.state, settings)  # keys file and JWKS: one that does not parse stops the start
         app.state.load_error = ""
         if not p.ready:
             try:
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         def prometheus_metrics(request: Request) -> Response:
             """Prometheus text format (api/observability.py); needs a key only when read keys are required."""
             if settings.read_keys_required:
-                check_access(request, settings, write=False)
+                access.authenticate(request, "read")
             body, ctype = observability.metrics_response(metrics)
             return Response(body, media_type=ctype)
 

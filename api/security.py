@@ -1,6 +1,6 @@
-"""API keys, per-key rate limits, same-origin writes, body limits and security headers.
+"""Key comparison, rate limits, same-origin writes, body limits and security headers.
 
-Keys come from settings (RAG_API_KEYS='["k1","k2"]').
+Who a caller is (keys, roles, collections, JWTs) is api/access.py; the rules here serve it:
 
 * Identity for rate limits: the key only once it is valid, else the client address (random keys do not buy
   fresh buckets); failed authentications count against the client address too, so guessing is throttled.
@@ -46,40 +46,8 @@ def key_matches(given: str | None, key: str) -> bool:
                                                key.encode("utf-8", "surrogateescape"))
 
 
-def _key_ok(given: str | None, keys: list[str]) -> bool:
-    return bool(given) and any(key_matches(given, k) for k in keys)
-
-
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
-
-
-def check_access(request: Request, settings: Settings, write: bool) -> str:
-    """Return the caller identity (``key:...`` for a valid key, else ``ip:<client>``) or raise AuthError
-    (401/403)."""
-    given = request.headers.get("x-api-key") or _bearer(request)
-    client = client_address(request)
-    if write or settings.read_keys_required:
-        if settings.api_keys:
-            if not given:
-                raise AuthError(401, "this endpoint needs an API key: send it in the X-API-Key header",
-                                {"WWW-Authenticate": "ApiKey"})
-            if not _key_ok(given, settings.api_keys):
-                raise AuthError(403, "the API key is not valid")
-        elif write:
-            if client not in LOOPBACK:
-                raise AuthError(403, "writes are only allowed from this machine until RAG_API_KEYS is set")
-            refused = cross_site(request, settings)
-            if refused:
-                raise AuthError(403, refused)
-    if given and settings.api_keys and _key_ok(given, settings.api_keys):
-        return f"key:{given}"
-    return f"ip:{client}"
-
-
-def _bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
 
 # -- same-origin writes ----------------------------------------------------------------------------------------

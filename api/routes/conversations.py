@@ -1,8 +1,9 @@
 """Stored conversations (issue 16): GET /v1/conversations, GET/DELETE /v1/conversations/{id}, POST /v1/feedback,
 GET /v1/report (JSON, or CSV with ?format=csv): the questions report for the people who keep the corpus.
 
-They hold what users asked, so they need write access (a key once RAG_API_KEYS is set, else this machine and
-the same origin); a caller with a key sees only the conversations it started. 404 when storage is off.
+They hold what users asked, so they need a key once keys are configured (any role; else this machine and the
+same origin); a caller with a key sees only the conversations it started (api/access.py: its principal's owner).
+The questions report covers everyone's questions: admin only. 404 when storage is off.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import WriteAccess
+from api.deps import AdminAccess, UserAccess
 from api.followup import STORAGE_OFF, caller_owner
 from api.schemas import ErrorResponse, has_control_chars
 from rag.conversations import ConversationStore, report, report_csv
@@ -22,7 +23,7 @@ from rag.core.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["conversations"],
                    responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
-                   dependencies=[WriteAccess])
+                   dependencies=[UserAccess])
 ID = Path(..., pattern=r"^[0-9a-f]{32}$", description="conversation_id of an answer response")
 
 
@@ -84,7 +85,7 @@ async def feedback(req: FeedbackRequest, request: Request) -> dict[str, Any]:
     return {"conversation_id": req.conversation_id, "turn": req.turn, "rating": req.rating}
 
 
-@router.get("/report")
+@router.get("/report", dependencies=[AdminAccess])
 async def questions_report(request: Request, days: float = Query(30, ge=0, le=3650),
                            top: int = Query(20, ge=1, le=500),
                            format: Literal["json", "csv"] = "json") -> Any:  # noqa: A002 - the query name

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api import jobs
-from api.deps import PipelineDep, ReadAccess, SettingsDep, WriteAccess, get_pipeline
+from api.deps import PipelineDep, ReadAccess, SettingsDep, WriteAccess, authorize_upload, get_pipeline, scoped_view
 from api.followup import caller_owner
 from rag.core.errors import InvalidInputError, NotFoundError, ParseTimeoutError
 from rag.core.types import Document
@@ -195,8 +195,9 @@ async def parse_upload(data: bytes, name: str, doc_id: str | None, meta: dict[st
 
 
 def _pipeline_or_empty(request: Request) -> Pipeline:
-    # Uploads also work on an empty service (no index yet): the first upload creates it.
-    return request.app.state.pipeline  # type: ignore[no-any-return]
+    # Uploads also work on an empty service (no index yet): the first upload creates it. The caller's view:
+    # its update checks the principal may write each document's collection (api/scoped.py).
+    return scoped_view(request)
 
 
 @router.post("/documents", response_model=ChangeOut, status_code=201, dependencies=[WriteAccess],
@@ -216,6 +217,7 @@ async def upload(request: Request, settings: SettingsDep,
         raise InvalidInputError("doc_id can only be given with a single file")
     meta = _meta(collection, tags, date)
     fixed_id = check_doc_id(doc_id) if doc_id else None
+    authorize_upload(request, meta["collection"], fixed_id)  # 403 outside an editor's collections (issue 20)
     docs: list[Document] = []
     failed: list[tuple[str, InvalidInputError]] = []
     seen: set[str] = set()

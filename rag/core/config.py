@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     api_keys: list[str] = Field(default_factory=list, description="Keys for write endpoints (X-API-Key); "
                                 "empty = writes allowed from loopback clients only")
     read_keys_required: bool = Field(False, description="Require a key for search/ask too")
+    # Principals (api/principals.py, issue 20): named keys with a role and their collections
+    keys_file: str = Field("", description="JSON or TOML file of named keys (name, role reader|editor|admin, "
+                           "collections, hash); re-read when it changes")
+    principals: list[dict[str, Any]] = Field(default_factory=list, description="Named keys as in the keys file "
+                                             "(JSON list)")
+    public_collections: list[str] | None = Field(None, description="What a request without a key may read when "
+                                                 "keys are configured and reads are open; default: every "
+                                                 "collection unless a key is scoped to some, then none")
+    jwt_jwks_file: str = Field("", description="JWKS file (or https URL) of the identity provider: enables "
+                               "Bearer JWTs (api/tokens.py)")
+    jwt_issuer: str = Field("", description="Required 'iss' of a JWT")
+    jwt_audience: str = Field("", description="Required 'aud' of a JWT")
+    jwt_role_claim: str = Field("role", description="Claim holding the role (reader|editor|admin)")
+    jwt_collections_claim: str = Field("collections", description="Claim holding the collections (list, or a "
+                                       "comma-separated string; '*' = all)")
     max_upload_mb: float = Field(20, gt=0)
     max_body_kb: int = Field(64, gt=0, description="JSON request body limit")
     rate_limit_per_minute: int = Field(600, ge=0, description="Per key (or client IP); 0 = off")

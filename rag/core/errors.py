@@ -39,6 +39,11 @@ class GeneratorError(RagError):
     """An answer generator (LLM) failed; callers degrade to extractive answers."""
 
 
+class ConfigError(RagError):
+    """A setting or a file it names is invalid (e.g. a keys file that does not parse): the server refuses to
+    start, naming the file and line (maps to 500 if raised in a request)."""
+
+
 class UnreadableFileError(InvalidInputError):
     """One uploaded or ingested file cannot be read (corrupt, over a limit, parser failure): 422, naming the
     file and the cause; the rest of a batch still goes in."""

@@ -102,6 +102,8 @@ class Filters:
 
     doc_ids: list[str] | None = None
     collection: str | None = None
+    # the caller's readable collections (issue 20; None = all), set by the API from its principal, never by a client
+    collections: frozenset[str] | None = field(default=None, kw_only=True)
     types: list[str] | None = None  # source type: txt, md, pdf, docx, html
     tags: list[str] | None = None  # every tag must be present
     date_from: str | None = None  # the document's date: meta["date"], else 发布日期, else 成文日期
@@ -126,6 +128,8 @@ class Filters:
         if self.doc_ids is not None and doc.doc_id not in self.doc_ids:
             return False
         if self.collection is not None and m.get("collection", "default") != self.collection:
+            return False
+        if self.collections is not None and m.get("collection", "default") not in self.collections:
             return False
         if self.types is not None and m.get("type") not in self.types:
             return False
