@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import access, observability
 from api.followup import create_condenser
 from api.jobs import JobRunner
-from api.routes import answer, chat, conversations, dify, documents, health, jobs, search
+from api.routes import answer, chat, conversations, dify, documents, health, jobs, metadata, search
 from api.security import (
     AuthError,
     BodyLimitMiddleware,
@@ -146,6 +146,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     app.include_router(health.router)
     app.include_router(search.router)
+    app.include_router(metadata.json_router)  # a JSON PUT /v1/documents/{id}: before the multipart one
+    app.include_router(metadata.router)
     app.include_router(documents.router)
     app.include_router(jobs.router)
     app.include_router(answer.router)

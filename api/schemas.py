@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,21 +29,60 @@ def check_query(v: str, what: str = "query") -> str:
     return v
 
 
-class SearchRequest(BaseModel):
+ISO_DAY = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def check_day(v: str | None) -> str | None:
+    """A real calendar day ``YYYY-MM-DD`` (ValueError -> 422 otherwise)."""
+    if v is None:
+        return v
+    try:
+        return dt.date.fromisoformat(v).isoformat()
+    except ValueError:
+        raise ValueError(f"{v[:40]!r} is not a date: use YYYY-MM-DD, e.g. 2024-03-01") from None
+
+
+class FilterFields(BaseModel):
+    """Which documents a request searches: metadata filters (``rag.core.types.Filters``) and validity."""
+
+    doc_ids: list[str] | None = Field(None, max_length=1000, description="Only these documents")
+    collection: str | None = Field(None, max_length=100, description="Only this collection")
+    types: list[str] | None = Field(None, description="Only these source types (txt, md, pdf, docx, html)")
+    tags: list[str] | None = Field(None, description="Documents carrying all these tags")
+    date_from: str | None = Field(None, pattern=ISO_DAY, description="Document date (upload date, else 发布日期, "
+                                  "else 成文日期) on or after")
+    date_to: str | None = Field(None, pattern=ISO_DAY)
+    title: str | None = Field(None, max_length=200, description="Title contains this")
+    issuer: str | None = Field(None, max_length=100, description="发文机关 contains this")
+    doc_number: str | None = Field(None, max_length=100, description="发文字号, e.g. 内政发〔2023〕12号")
+    subjects: list[str] | None = Field(None, max_length=50, description="主题词: documents carrying all of them")
+    effective_from: str | None = Field(None, pattern=ISO_DAY, description="施行日期 on or after")
+    effective_to: str | None = Field(None, pattern=ISO_DAY)
+    expires_from: str | None = Field(None, pattern=ISO_DAY, description="有效期至 on or after")
+    expires_to: str | None = Field(None, pattern=ISO_DAY)
+    as_of: str | None = Field(None, pattern=ISO_DAY, description="Answer as of this day: the documents in force "
+                              "then (default today)")
+    include_superseded: bool | None = Field(None, strict=True, description="Also superseded and expired documents "
+                                            "(each cited one flagged in warnings); default RAG_INCLUDE_SUPERSEDED")
+
+    @field_validator("date_from", "date_to", "effective_from", "effective_to", "expires_from", "expires_to",
+                     "as_of")
+    @classmethod
+    def real_day(cls, v: str | None) -> str | None:
+        return check_day(v)
+
+    def filters(self) -> Filters:
+        return Filters(self.doc_ids, self.collection, self.types, self.tags, self.date_from, self.date_to,
+                       self.title, self.issuer, self.doc_number, self.subjects, self.effective_from,
+                       self.effective_to, self.expires_from, self.expires_to, self.as_of, self.include_superseded)
+
+
+class SearchRequest(FilterFields):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(..., min_length=1, max_length=MAX_QUERY, description="Question or keywords")
     top_k: int = Field(5, ge=1, le=100, strict=True, description="Number of passages to return")
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
-    doc_ids: list[str] | None = Field(None, max_length=1000, description="Only these documents")
-    collection: str | None = Field(None, max_length=100, description="Only this collection")
-    types: list[str] | None = Field(None, description="Only these source types (txt, md, pdf, docx, html)")
-    tags: list[str] | None = Field(None, description="Documents carrying all these tags")
-    date_from: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
-    date_to: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
-
-    def filters(self) -> Filters:
-        return Filters(self.doc_ids, self.collection, self.types, self.tags, self.date_from, self.date_to)
 
     @field_validator("query")
     @classmethod

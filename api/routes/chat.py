@@ -3,7 +3,8 @@
 The last user message is the question; the answer comes from rag.answer.answering (mode llm when an LLM is
 configured, else extractive with a warning) and carries a ``citations`` field beside the OpenAI shape.
 Streaming: ``data: {chat.completion.chunk}`` lines; the final chunk (finish_reason "stop") carries
-``citations``, then ``data: [DONE]``. Extension fields: ``top_k`` and ``mode`` (extra_body in the clients).
+``citations``, then ``data: [DONE]``. Extension fields: ``top_k``, ``mode`` and the search filters of /v1/ask
+(``collection``, ``issuer``, ``doc_number``, ``as_of``, ``include_superseded``, …; extra_body in the clients).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from api import followup
 from api.deps import PipelineDep, ReadAccess
 from api.llm import SSE_HEADERS, GeneratorDep, sse
-from api.schemas import ErrorResponse, has_control_chars
+from api.schemas import ErrorResponse, FilterFields, has_control_chars
 from rag.answer import answering
 from rag.answer.conversation import Turn
 from rag.core.errors import InvalidInputError
@@ -56,7 +57,7 @@ class ChatMessage(BaseModel):
         return self
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(FilterFields):
     model_config = ConfigDict(extra="allow")  # OpenAI clients send more (n, top_p, stream_options, user, ...)
 
     model: str = ""
@@ -144,11 +145,11 @@ async def chat_completions(req: ChatRequest, request: Request,  # type: ignore[n
     try:
         if req.stream:
             events = await run_in_threadpool(answering.stream_answer, p, fu.query, req.top_k, req.mode,
-                                             generator, req.temperature, max_tokens)
+                                             generator, req.temperature, max_tokens, req.filters())
             return StreamingResponse(_chunks(events, cid, created, model, fu), media_type="text/event-stream",
                                      headers=SSE_HEADERS)
         a = await run_in_threadpool(answering.answer, p, fu.query, req.top_k, req.mode, generator,
-                                    req.temperature, max_tokens)
+                                    req.temperature, max_tokens, req.filters())
     except Exception as e:
         fu.fail(model, type(e).__name__)
         raise

@@ -4,6 +4,8 @@ Point a Dify "external knowledge API" at this service's base URL (Dify appends /
 the hybrid-ranked passages; ``score`` is the dense cosine to the query, filtered by ``score_threshold``.
 With RAG_DIFY_API_KEY set, ``Authorization: Bearer KEY`` is required (Dify's error codes 1001/1002);
 otherwise the API's read access rules apply (RAG_API_KEYS when read keys are required). Rate-limited.
+Dify's ``metadata_condition`` filters the documents searched (``api/dify_filters.py``), as do the filter fields of
+/v1/search sent beside it (``issuer``, ``as_of``, ``include_superseded``, …); by default only documents in force.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api import followup
 from api.deps import PipelineDep, _limit, limit_failed_auth, require_read
-from api.schemas import HistoryTurn, check_query
+from api.dify_filters import apply_condition
+from api.schemas import FilterFields, HistoryTurn, check_query
 from api.security import key_matches
 
 router = APIRouter(tags=["dify"])
@@ -30,7 +33,7 @@ class RetrievalSetting(BaseModel):
     score_threshold: float = Field(0.0, ge=0.0, le=1.0)
 
 
-class RetrievalRequest(BaseModel):
+class RetrievalRequest(FilterFields):
     model_config = ConfigDict(extra="allow")  # metadata_condition etc.
 
     knowledge_id: str = ""
@@ -87,7 +90,8 @@ async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineD
     rs = req.retrieval_setting
     fu = await run_in_threadpool(followup.start, request, req.query,
                                  [h.turn() for h in req.history or []], req.conversation_id, False)
-    hits, _ = await run_in_threadpool(fu.pipeline(pipeline).search, fu.query, rs.top_k, "hybrid")
+    filters = apply_condition(req.filters(), (req.model_extra or {}).get("metadata_condition"))
+    hits, _ = await run_in_threadpool(fu.pipeline(pipeline).search, fu.query, rs.top_k, "hybrid", None, filters)
     records = []
     for h in hits:
         score = float(h.dense) if h.dense is not None else 0.0

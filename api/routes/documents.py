@@ -14,12 +14,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api import jobs
 from api.deps import PipelineDep, ReadAccess, SettingsDep, WriteAccess, authorize_upload, get_pipeline, scoped_view
 from api.followup import caller_owner
+from rag.core import docmeta
 from rag.core.errors import InvalidInputError, NotFoundError, ParseTimeoutError
 from rag.core.types import Document
 from rag.ingest.loaders import SUPPORTED, check_doc_id, load_bytes, parse_timeout
@@ -36,6 +37,10 @@ class DocumentInfo(BaseModel):
     chars: int
     chunks: int
     meta: dict[str, Any] = {}
+    status: str = Field("in_force", description="Today: in_force | superseded | expired | not_yet_effective")
+    superseded_by: dict[str, Any] | None = Field(None, description="The document that repealed or amended it: "
+                                                 "doc_id, title, doc_number, date, how")
+    supersedes: list[str] = Field([], description="doc_ids of the documents it repealed or amended")
 
 
 class DocumentOut(DocumentInfo):
@@ -72,7 +77,8 @@ def _info(p: Pipeline, doc_id: str) -> DocumentInfo:
     meta = {k: v for k, v in d.meta.items() if k != "page_starts"}
     return DocumentInfo(doc_id=d.doc_id, title=d.title, source=_public_source(d.source), chars=len(d.text),
                         collection=str(d.meta.get("collection", "default")),
-                        chunks=len(p.index.doc_chunks.get(doc_id, ())), meta=meta)
+                        chunks=len(p.index.doc_chunks.get(doc_id, ())), meta=meta, status=docmeta.status(d.meta),
+                        superseded_by=d.meta.get("superseded_by"), supersedes=d.meta.get("supersedes") or [])
 
 
 @router.get("/documents", response_model=DocumentList, dependencies=[ReadAccess])

@@ -52,7 +52,8 @@ def test_edit_is_persisted_without_re_embedding(pipe, tmp_path):
     store.verify(after, store.read_manifest(tmp_path))  # checksums rewritten
     again = reopen(tmp_path)  # a fresh process reading the disk
     d = again.index.documents["nmg-kjt-2023-21.txt"]
-    assert (d.title, d.meta["issuer"], d.meta["date_expires"]) == ("科技创新券管理办法", "内蒙古自治区科技厅", "2028-06-30")
+    assert (d.title, d.meta["issuer"], d.meta["date_expires"]) == \
+        ("科技创新券管理办法", "内蒙古自治区科技厅", "2028-06-30")
     assert "subjects" not in d.meta and d.meta["doc_number"] == "内科发〔2023〕21号"  # removed / untouched
     assert {again.index.chunks[int(i)].title for i in ids} == {"科技创新券管理办法"}  # citations show the new title
     assert np.allclose(again.index.dense.reconstruct(ids), vecs)

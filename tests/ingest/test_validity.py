@@ -52,7 +52,8 @@ def test_references_read_from_the_text(text, own, refs):
 
 
 def test_title_of_an_amending_notice_names_the_amended_measure():
-    refs = find_references("各旗县区：\n现将修订后的办法印发给你们。", own_title="关于修订《呼和浩特市物业管理办法》的通知")
+    refs = find_references("各旗县区：\n现将修订后的办法印发给你们。",
+                           own_title="关于修订《呼和浩特市物业管理办法》的通知")
     assert refs == [{"title": "呼和浩特市物业管理办法", "how": "修订"}]
 
 
@@ -90,7 +91,8 @@ def test_status_on_a_day_and_the_warning():
     assert docmeta.status(old.meta, "2024-02-29") == "in_force"  # the day before the new one took effect
     assert docmeta.validity_note(old.title, old.meta, "2026-01-01") == \
         "《呼和浩特市就业补贴暂行办法》：该文件已于2024年3月1日被《呼和浩特市就业补贴管理办法》（呼政发〔2024〕3号）废止"
-    assert docmeta.validity_note(expired.title, expired.meta, "2026-01-01").endswith("该文件有效期至2022年12月31日，已失效")
+    note = docmeta.validity_note(expired.title, expired.meta, "2026-01-01")
+    assert note.endswith("该文件有效期至2022年12月31日，已失效")
     assert docmeta.validity_note(new.title, new.meta, "2026-01-01") == ""
     assert not docmeta.usable(old.meta, None, False) and docmeta.usable(old.meta, None, True)
     assert docmeta.usable(old.meta, "2020-01-01", False) and not docmeta.usable(new.meta, "2020-01-01", True)
