@@ -7,6 +7,7 @@ and write-ahead: a process killed with SIGKILL after ``begin`` leaves its turn s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -167,3 +168,18 @@ def test_unreachable_postgres_says_where_without_the_password() -> None:
     with pytest.raises(ConfigError) as e:
         ConversationStore(f"postgresql://rag:s3cret@127.0.0.1:{free_port()}/rag")
     assert "127.0.0.1" in e.value.message and "s3cret" not in e.value.message
+
+
+def test_rag_report_reads_the_configured_database(target: str) -> None:
+    s = ConversationStore(target)
+    cid = s.create()
+    s.begin(cid, "呼和浩特市共培育了多少家技术转移机构？", "呼和浩特市共培育了多少家技术转移机构？", "none")
+    s.finish(cid, 1, {"answer": "34家", "answerable": False}, 5.0, "m")
+    s.close()
+    url = target if target.startswith("postgresql://") else ""
+    env = {**os.environ, "RAG_DATABASE_URL": url, "RAG_CONVERSATIONS_DB": "" if url else target}
+    out = subprocess.run([sys.executable, "-m", "rag.cli", "report", "--json", "--days", "1"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
+    r = json.loads(out.stdout)
+    assert (r["turns"], r["refused"]) == (1, 1)
+    assert r["refused_questions"][0]["query"] == "呼和浩特市共培育了多少家技术转移机构？"
