@@ -245,7 +245,7 @@
         onclick: function (ev) { openDocument(d.doc_id, null, ev.currentTarget); },
       }, d.title || d.doc_id);
       tbody.append(el("tr", {},
-        el("td", {}, open),
+        el("td", {}, open, statusBadge(d)),
         el("td", { class: "id" }, d.doc_id),
         el("td", { class: "num" }, String(d.chars)),
         el("td", { class: "num" }, String(d.chunks))));
@@ -281,6 +281,27 @@
     });
     sel.value = docs.some(function (d) { return d.doc_id === keep; }) ? keep : "";
     state.filter = sel.value;
+
+    var isel = $("issuer-filter"), had = isel.value, issuers = [];
+    state.docs.forEach(function (d) {
+      var i = (d.meta || {}).issuer;
+      if (i && issuers.indexOf(i) < 0) issuers.push(i);
+    });
+    issuers.sort();
+    isel.replaceChildren(el("option", { value: "" }, "全部机关"));
+    issuers.forEach(function (i) { isel.append(el("option", { value: i }, i)); });
+    isel.value = issuers.indexOf(had) >= 0 ? had : "";
+  }
+
+  // A document not in force today: a badge beside its title, naming what replaced it.
+  var STATUS_LABEL = { superseded: "已废止", expired: "已失效", not_yet_effective: "未生效" };
+  function statusBadge(d) {
+    var label = STATUS_LABEL[d.status];
+    if (!label) return null;
+    var by = d.superseded_by;
+    var note = by ? "被《" + (by.title || by.doc_id) + "》" + (by.how || "废止") + (by.date ? "（" + by.date + "）" : "")
+      : d.status === "expired" ? "有效期至 " + ((d.meta || {}).date_expires || "") : "";
+    return el("span", { class: "badge status-" + d.status, title: note }, label);
   }
 
   // ---------- asking ----------
@@ -329,6 +350,10 @@
     }
     if (state.filter) body.doc_ids = [state.filter];
     if (state.collection) body.collection = state.collection;
+    // validity and issuer (issue 17): documents in force on the day chosen (today by default)
+    if ($("issuer-filter").value) body.issuer = $("issuer-filter").value;
+    if ($("as-of").value) body.as_of = $("as-of").value;
+    if ($("include-superseded").checked) body.include_superseded = true;
     return body;
   }
 
