@@ -3,8 +3,9 @@ number), 成文日期, 发布日期, 施行日期, 有效期至 and 主题词. A
 nothing is guessed from another document; a field the text does not state is absent.
 
 ``extract_metadata(text)`` -> ``{"title", "issuer", "doc_number", "date_written", "date_published",
-"date_effective", "date_expires", "subjects"}`` (dates ISO ``YYYY-MM-DD``). Not yet wired into loading or
-the API (``PUT /v1/documents/{id}`` and the filters are a later step).
+"date_effective", "date_expires", "subjects"}`` (dates ISO ``YYYY-MM-DD``). ``loaders.load_bytes`` puts them
+in every document's ``meta`` (with ``validity.find_references`` under ``repeals``); ``PUT /v1/documents/{id}``
+edits them and the search filters read them (``rag/core/types.Filters``).
 """
 
 from __future__ import annotations
