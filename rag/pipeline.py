@@ -64,7 +64,9 @@ class Pipeline:
         self.index: IndexData | None = None
         self.generator: Generator | None = None
         self._reader: OnnxReader | None = None
-        self._in_force: tuple[int, str, np.ndarray | None] = (0, "", None)  # (index id, day, allowed ids)
+        # (index, day, allowed ids) of the default validity filter; the index itself, not its id(): a reloaded
+        # index may reuse a freed one's id
+        self._in_force: tuple[IndexData | None, str, np.ndarray | None] = (None, "", None)
         self._cjk_vocab: tuple[int, bool] = (0, False)  # (id of the BM25 index, whether it holds CJK words)
         self.generators: dict[str, Generator] = {}  # "rules", and "model" when settings.reader is model
         self.translator: Translator | None = None
@@ -148,13 +150,14 @@ class Pipeline:
                 d.meta.get("collection", "default") == f.collection for d in index.documents.values()):
             raise NotFoundError(f"unknown collection {f.collection!r}: see GET /v1/collections")
         day = docmeta.today()
-        if f.empty() and self._in_force[:2] == (id(index), day):  # the default: cached for the day
-            return self._in_force[2]
+        cached, cached_day, cached_ids = self._in_force
+        if f.empty() and cached is index and cached_day == day:  # the default: cached per index and day
+            return cached_ids
         docs = [d for d in index.documents.values() if f.match(d) and docmeta.usable(d.meta, f.as_of, include)]
         ids = None if len(docs) == len(index.documents) else np.array(
             [cid for d in docs for cid in index.doc_chunks.get(d.doc_id, [])], dtype=np.int64)
         if f.empty():
-            self._in_force = (id(index), day, ids)
+            self._in_force = (index, day, ids)
         return ids
 
     def validity_notes(self, ans: Answer, filters: Filters | None = None) -> list[str]:

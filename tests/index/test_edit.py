@@ -113,3 +113,10 @@ def test_retrieval_keeps_only_documents_in_force(pipe):
     assert docs(Filters(issuer="人力资源", include_superseded=True)) == {"nmg-rsj-2021-15.txt"}
     pipe.settings = pipe.settings.model_copy(update={"include_superseded": True})
     assert "hhht-2019-7.txt" in docs()
+
+
+def test_default_validity_filter_follows_uploads(pipe):
+    assert pipe.search("就业补贴", 5, "bm25")[0]  # the default filter computed (and cached) for this index
+    pipe.update([load_bytes("乳业振兴补贴：每头奶牛补贴500元。".encode(), "milk.txt")])
+    hits, _ = pipe.search("奶牛补贴", 5, "bm25")
+    assert hits and hits[0].chunk.doc_id == "milk.txt"  # not hidden by the previous index's allowed ids
