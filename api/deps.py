@@ -8,6 +8,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from api import audit
 from api.access import authenticate, principal_of
 from api.principals import Principal
 from api.scoped import ScopedPipeline
@@ -32,7 +33,8 @@ def get_pipeline(request: Request) -> Pipeline:
 
 def scoped_view(request: Request) -> Pipeline:
     """The app's pipeline as the caller's principal sees it (api/scoped.py), loaded or not."""
-    return cast(Pipeline, ScopedPipeline(request.app.state.pipeline, lambda: principal_of(request)))
+    return cast(Pipeline, ScopedPipeline(request.app.state.pipeline, lambda: principal_of(request),
+                                         lambda ids, hashes, **kw: audit.note(request.state, ids, hashes, **kw)))
 
 
 def _limit(request: Request, who: str) -> None:

@@ -15,9 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import access, observability
+from api.audit import AuditLog, AuditMiddleware
 from api.followup import create_condenser
 from api.jobs import JobRunner
-from api.routes import answer, chat, conversations, dify, documents, health, jobs, metadata, search
+from api.routes import account, answer, audit, chat, conversations, dify, documents, health, jobs, metadata, search
 from api.security import (
     AuthError,
     BodyLimitMiddleware,
@@ -26,7 +27,7 @@ from api.security import (
     SecurityHeadersMiddleware,
 )
 from rag.answer.llm import create_generator
-from rag.conversations import open_store
+from rag.conversations import db_path, open_store
 from rag.core import errors
 from rag.core.config import Settings
 from rag.pipeline import Pipeline
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.state.settings = settings
         app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
         access.setup(app.state, settings)  # keys file and JWKS: one that does not parse stops the start
+        app.state.audit = AuditLog(db_path(settings))  # writes, by whom (api/audit.py)
         app.state.load_error = ""
         if not p.ready:
             try:
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             app.state.condenser.close()
         if app.state.conversations is not None:
             app.state.conversations.close()
+        app.state.audit.close()
 
     app = FastAPI(title="Policy RAG", version="0.1.0", lifespan=lifespan,
                   description="Cited retrieval and question answering over policy documents.")
@@ -122,6 +125,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     # counts the body bytes actually received (Content-Length or chunked, JSON or multipart): 413 past the limit
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    # one audit row per write request: the principal, the documents and their content hashes
+    app.add_middleware(AuditMiddleware, log=lambda: getattr(app.state, "audit", None))
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
@@ -145,6 +150,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                             status_code=500)
 
     app.include_router(health.router)
+    app.include_router(account.router)
+    app.include_router(audit.router)
     app.include_router(search.router)
     app.include_router(metadata.json_router)  # a JSON PUT /v1/documents/{id}: before the multipart one
     app.include_router(metadata.router)

@@ -11,6 +11,7 @@ used (a route may authenticate in its body, as Dify's does), never skipped.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -65,10 +66,18 @@ def authorize_upload(request: Any, collection: str, doc_id: str | None) -> None:
     check_document_write(principal_of(request), index, doc_id or "", collection)
 
 
+def text_hash(doc: Document) -> str:
+    return hashlib.sha256(doc.text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+Note = Callable[..., None]  # (doc_ids, hashes, **detail): what a write changed, for the audit log (api/audit.py)
+
+
 class ScopedPipeline:
-    def __init__(self, pipeline: Any, principal: Callable[[], Principal]) -> None:
+    def __init__(self, pipeline: Any, principal: Callable[[], Principal], note: Note | None = None) -> None:
         self._p = pipeline
         self._principal = principal
+        self._note = note
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._p, name)
@@ -104,9 +113,17 @@ class ScopedPipeline:
             if index is None or doc_id not in index.documents:
                 continue  # deleting what is not there changes nothing (the update reports it)
             check_document_write(p, index, doc_id)
+        if self._note is not None:
+            gone = [index.documents[d] for d in deletes or [] if index is not None and d in index.documents]
+            self._note([d.doc_id for d in [*upserts, *gone]], {d.doc_id: text_hash(d) for d in [*upserts, *gone]},
+                       collections=sorted({collection_of(d) for d in [*upserts, *gone]}))
         return self._p.update(upserts, deletes)
 
     def edit_metadata(self, doc_id: str, fields: dict[str, Any]) -> Any:
         new = fields.get("collection")
-        check_document_write(self.principal, self._p.index, doc_id, str(new) if new is not None else None)
+        index = self._p.index
+        check_document_write(self.principal, index, doc_id, str(new) if new is not None else None)
+        old = index.documents.get(doc_id) if index is not None else None
+        if self._note is not None and old is not None:
+            self._note([doc_id], {doc_id: text_hash(old)}, fields=sorted(fields), collections=[collection_of(old)])
         return self._p.edit_metadata(doc_id, fields)

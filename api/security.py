@@ -10,8 +10,8 @@ Who a caller is (keys, roles, collections, JWTs) is api/access.py; the rules her
   Requests without either header (curl, scripts) are not from a browser page and stay allowed.
 * :class:`BodyLimitMiddleware` counts the request body bytes actually received (JSON or multipart, with a
   Content-Length or chunked) and answers 413 as soon as the limit is passed.
-* :class:`SecurityHeadersMiddleware` adds nosniff, DENY framing, no referrer and a Content-Security-Policy
-  to every response.
+* :class:`SecurityHeadersMiddleware` adds nosniff, DENY framing (and CSP frame-ancestors 'none'), no referrer,
+  a same-origin opener policy, no powerful features and a Content-Security-Policy to every response.
 """
 
 from __future__ import annotations
@@ -205,7 +205,8 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.j
             "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; connect-src 'self'; "
             "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer")]
+                    (b"referrer-policy", b"no-referrer"), (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=(), usb=()")]
 
 
 class SecurityHeadersMiddleware:

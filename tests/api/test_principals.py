@@ -2,16 +2,16 @@
 re-read when it changes), the key CLI, role checks on writes, and the collection scope on reads.
 
 The app is the real one over the seed documents indexed with the hash embedder (fast, no model), served by
-FastAPI's TestClient; the route-by-route isolation walk on the real model is tests/api/test_isolation.py.
+FastAPI's TestClient (``make_app``, tests/api/conftest.py); the route-by-route isolation walk on the real model
+is tests/api/test_isolation.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,42 +24,9 @@ from api.main import create_app
 from api.principals import hash_key, read_keys_file, verify
 from rag.core.config import Settings
 from rag.core.errors import ConfigError
-from tests.conftest import SEEDS
 
 BASE = "http://127.0.0.1:8000"
 SECRET = "紫藤密档编号七七四九"
-
-
-@pytest.fixture(scope="module")
-def hash_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embeddings.fake import HashEmbedder
-    from rag.index.build import build_index
-    from rag.ingest.loaders import load_path
-
-    out = tmp_path_factory.mktemp("principals_index")
-    docs, _ = load_path(SEEDS)
-    s = Settings()
-    build_index(out, docs, HashEmbedder(), s.chunk_size, s.chunk_overlap)
-    return out
-
-
-@pytest.fixture
-def make_client(hash_index: Path, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(**kw: Any) -> TestClient:
-        target = tmp_path / f"index-{len(clients)}"
-        shutil.copytree(hash_index, target, symlinks=True)
-        base: dict[str, Any] = {"index_dir": target, "embedder": "hash", "reader": "rules", "llm_base_url": "",
-                                "rate_limit_per_minute": 0, "api_keys": [], "read_keys_required": False,
-                                "dify_api_key": "", "conversations_db": str(tmp_path / f"c{len(clients)}.db")}
-        c = TestClient(create_app(Settings(**{**base, **kw})), base_url=BASE)
-        clients.append(c.__enter__())
-        return c
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
 
 
 def upload(c: TestClient, key: str, name: str, text: str, collection: str) -> Any:
@@ -75,7 +42,7 @@ def test_hashes_verify_and_never_hold_the_key() -> None:
     assert verify("k1", "sha256:" + hashlib.sha256(b"k1").hexdigest()) and not verify("k2", "sha256:00")
 
 
-def test_keys_file_that_does_not_parse_names_the_line(tmp_path: Path, hash_index: Path) -> None:
+def test_keys_file_that_does_not_parse_names_the_line(tmp_path: Path, keyed_index: Path) -> None:
     bad = tmp_path / "keys.toml"
     bad.write_text('[[keys]]\nname = "a"\nrole = "reader"\ncollections = ["A"\nhash = "sha256:00"\n')
     with pytest.raises(ConfigError, match="line 5"):
@@ -89,7 +56,7 @@ def test_keys_file_that_does_not_parse_names_the_line(tmp_path: Path, hash_index
     with pytest.raises(ConfigError, match="never the key"):
         read_keys_file(plain)
     # the server refuses to start on a file that does not parse
-    app = create_app(Settings(index_dir=hash_index, embedder="hash", reader="rules", llm_base_url="",
+    app = create_app(Settings(index_dir=keyed_index, embedder="hash", reader="rules", llm_base_url="",
                               keys_file=str(bad)))
     with pytest.raises(ConfigError, match="line 5"), TestClient(app, base_url=BASE):
         pass
@@ -107,11 +74,11 @@ def test_cli_adds_a_key_printed_once(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert keys_cli(["list", "--file", str(f)]) == 0 and "hr-reader\treader\tfinance,hr" in capsys.readouterr().out
 
 
-def test_roles_and_collections_on_writes_and_reads(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+def test_roles_and_collections_on_writes_and_reads(make_app: Callable[..., TestClient], tmp_path: Path) -> None:
     keys = tmp_path / "keys.toml"
     admin, editor, reader = (add_key(keys, n, r, c) for n, r, c in
                              [("boss", "admin", ["*"]), ("ed-a", "editor", ["A"]), ("rd-a", "reader", ["A"])])
-    c = make_client(keys_file=str(keys), api_keys=["legacy-key"])
+    c = make_app(keys_file=str(keys), api_keys=["legacy-key"])
     assert upload(c, admin, "secret-b.txt", f"乙库文件。{SECRET}是内部编号。", "B").status_code == 201
     assert upload(c, editor, "doc-a.txt", "甲库文件。公开的通知内容。", "A").status_code == 201
     assert upload(c, editor, "doc-b.txt", "写到乙库。", "B").status_code == 403  # editor outside its collections
@@ -140,10 +107,10 @@ def test_roles_and_collections_on_writes_and_reads(make_client: Callable[..., Te
     assert c.get("/v1/report", headers={"X-API-Key": admin}).status_code == 200
 
 
-def test_keys_file_is_reread_when_it_changes(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+def test_keys_file_is_reread_when_it_changes(make_app: Callable[..., TestClient], tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     first = add_key(keys, "one", "reader", ["*"])
-    c = make_client(keys_file=str(keys), read_keys_required=True)
+    c = make_app(keys_file=str(keys), read_keys_required=True)
     assert c.get("/v1/documents", headers={"X-API-Key": first}).status_code == 200
     second = add_key(keys, "two", "reader", ["*"])
     st = keys.stat()
@@ -161,11 +128,11 @@ def test_keys_file_is_reread_when_it_changes(make_client: Callable[..., TestClie
     assert c.get("/v1/documents").status_code == 401
 
 
-def test_principals_from_settings(make_client: Callable[..., TestClient]) -> None:
+def test_principals_from_settings(make_app: Callable[..., TestClient]) -> None:
     import hashlib
 
     entry = {"name": "ops", "role": "admin", "collections": ["*"],
              "hash": "sha256:" + hashlib.sha256(b"ops-key-1234567890").hexdigest()}
-    c = make_client(principals=[entry])
+    c = make_app(principals=[entry])
     assert upload(c, "ops-key-1234567890", "ops.txt", "运维上传。", "ops").status_code == 201
     assert upload(c, "wrong", "ops.txt", "运维上传。", "ops").status_code == 403
