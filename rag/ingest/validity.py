@@ -91,26 +91,35 @@ def names(doc: Document) -> set[str]:
     return out | {_name(measure(t)) for t in out}
 
 
-def _matches(ref: Mapping[str, Any], doc: Document) -> bool:
-    number = ref.get("doc_number")
-    if number and doc.meta.get("doc_number"):
-        return normalise_number(str(number)) == normalise_number(str(doc.meta["doc_number"]))
-    return bool(ref.get("title")) and _name(str(ref["title"])) in names(doc)
+def _targets(ref: Mapping[str, Any], by_number: Mapping[str, list[Document]],
+             by_name: Mapping[str, list[Document]]) -> list[Document]:
+    """The documents a reference names: by 发文字号 when both sides have one, else by title."""
+    number = normalise_number(str(ref.get("doc_number") or ""))
+    found = list(by_number.get(number, [])) if number else []
+    title = _name(str(ref.get("title") or ""))
+    found += [d for d in by_name.get(title, []) if not (number and d.meta.get("doc_number"))] if title else []
+    return list({d.doc_id: d for d in found}.values())
 
 
 def link(documents: Mapping[str, Document]) -> None:
     """Set ``superseded_by`` / ``supersedes`` on every document from the others' ``repeals`` (recomputed from
-    scratch: an edit or a deleted document takes its links with it)."""
+    scratch: an edit or a deleted document takes its links with it). Linear in documents and references."""
+    by_number: dict[str, list[Document]] = {}
+    by_name: dict[str, list[Document]] = {}
     for d in documents.values():
         d.meta.pop("superseded_by", None)
         d.meta.pop("supersedes", None)
+        if d.meta.get("doc_number"):
+            by_number.setdefault(normalise_number(str(d.meta["doc_number"])), []).append(d)
+        for n in names(d):
+            by_name.setdefault(n, []).append(d)
     for new in documents.values():
+        since = starts(new.meta)
         for ref in new.meta.get("repeals") or []:
             if not isinstance(ref, Mapping):
                 continue
-            since = starts(new.meta)
-            for old in documents.values():
-                if old.doc_id == new.doc_id or not _matches(ref, old):
+            for old in _targets(ref, by_number, by_name):
+                if old.doc_id == new.doc_id:
                     continue
                 if since and starts(old.meta) and starts(old.meta) > since:
                     continue  # a document cannot repeal one that took effect after it
