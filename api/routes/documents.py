@@ -236,6 +236,8 @@ async def upload(request: Request, settings: SettingsDep,
             read.append((name, await _read(f, name, settings.max_upload_mb)))
         except InvalidInputError as e:
             failed.append((label, e))
+    for name, _ in read:  # a job's documents get the check the pipeline view makes on the answered path
+        authorize_upload(request, meta["collection"], fixed_id or name)
     if read and (run_async or await jobs.wants_job(read, settings)):
         job_id = await run_in_threadpool(request.app.state.jobs.submit, read, [(f, e.message) for f, e in failed],
                                          {**meta, "doc_id": fixed_id}, caller_owner(request, settings))

@@ -88,6 +88,10 @@ def test_roles_and_collections_on_writes_and_reads(make_app: Callable[..., TestC
                files={"files": ("secret-b.txt", b"overwrite", "text/plain")})
     assert r.status_code == 404, r.text
     assert c.delete("/v1/documents/secret-b.txt", headers={"X-API-Key": editor}).status_code == 404
+    for url in ("/v1/documents", "/v1/documents?async=true"):  # the same file name, answered or as a job
+        r = c.post(url, headers={"X-API-Key": editor}, data={"collection": "A"},
+                   files={"files": ("secret-b.txt", b"overwrite", "text/plain")})
+        assert r.status_code == 404, r.text
     # reads: the scoped reader never sees collection B
     for key, sees in ((reader, False), (editor, False), (admin, True), ("legacy-key", True)):
         h = {"X-API-Key": key}
