@@ -12,7 +12,10 @@
     feedback: "/v1/feedback",
     documents: "/v1/documents",
     health: "/healthz",
+    me: "/v1/me",
   };
+  // The key lives in this tab's sessionStorage only (gone when the tab closes; never a cookie).
+  var KEY_STORE = "rag.apiKey";
 
   var state = {
     lang: "simplified",
@@ -177,6 +180,8 @@
   }
 
   function request(path, opts) {
+    opts = opts || {};
+    opts.headers = keyHeaders(opts.headers || {});
     return fetch(path, opts).then(readJSON, networkError);
   }
 
@@ -406,7 +411,7 @@
   function askStream(body, sink) {
     return fetch(API.answer, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      headers: keyHeaders({ "Content-Type": "application/json", Accept: "text/event-stream" }),
       body: JSON.stringify(body),
     }).then(function (res) {
       if (!res.ok || !res.body) {
@@ -562,8 +567,59 @@
   function keyHeaders(extra) {
     var h = extra || {};
     var key = $("api-key").value;
-    if (key) h["X-API-Key"] = key;
+    if (key && !h["X-API-Key"]) h["X-API-Key"] = key;
     return h;
+  }
+
+  // ---------- sign-in: GET /v1/me says who the key is; the lists then show only its collections ----------
+
+  function storedKey() {
+    try { return window.sessionStorage.getItem(KEY_STORE) || ""; } catch (e) { return ""; }
+  }
+
+  function storeKey(key) {
+    try {
+      if (key) window.sessionStorage.setItem(KEY_STORE, key);
+      else window.sessionStorage.removeItem(KEY_STORE);
+    } catch (e) { /* storage off: the key stays in the field only */ }
+  }
+
+  function showSignedIn(me) {
+    var status = $("signin-status");
+    var cols = me.collections.indexOf("*") >= 0 ? "全部类别" : (me.collections.join("、") || "无");
+    var roles = { reader: "只读", editor: "编辑", admin: "管理员" };
+    setText(status, me.authenticated ? "已登录：" + me.name + "（" + (roles[me.role] || me.role) + "，可见：" + cols + "）"
+      : (me.collections.indexOf("*") >= 0 ? "" : "未登录：可见 " + cols));
+    status.className = "muted";
+    $("signout-btn").hidden = !me.authenticated;
+    $("signin-btn").hidden = !!me.authenticated;
+  }
+
+  function signIn(key) {
+    var status = $("signin-status");
+    $("api-key").value = key;
+    return getJSON(API.me).then(function (me) {
+      storeKey(me.authenticated ? key : "");
+      showSignedIn(me);
+      return me;
+    }, function (e) {
+      storeKey("");
+      $("api-key").value = "";
+      setText(status, describeError(e, "登录失败"));
+      status.className = "error-text";
+      $("signout-btn").hidden = true;
+      $("signin-btn").hidden = false;
+    }).then(function () {
+      loadDocuments();
+      loadConversations();
+    });
+  }
+
+  function signOut() {
+    storeKey("");
+    $("api-key").value = "";
+    newConversation();
+    signIn("");
   }
 
   function ratingButtons(resp) {
@@ -947,10 +1003,16 @@
     });
 
     $("upload-form").addEventListener("submit", function (e) { e.preventDefault(); upload(); });
+    $("signin-form").addEventListener("submit", function (e) { e.preventDefault(); signIn($("api-key").value.trim()); });
+    $("signout-btn").addEventListener("click", signOut);
+    if (storedKey()) $("api-key").value = storedKey();
     $("new-convo").addEventListener("click", newConversation);
 
     renderPassages();
     loadHealth();
+    if (storedKey()) {
+      getJSON(API.me).then(showSignedIn, function () { /* shown when the lists fail */ });
+    }
     loadDocuments();
     var saved = null;
     try { saved = window.localStorage.getItem(STORE_KEY); } catch (e) { saved = null; }
