@@ -13,6 +13,7 @@ import numpy as np
 
 from embeddings.base import Embedder
 from embeddings.factory import create_embedder
+from rag.answer.answering import flag
 from rag.answer.extractive import REFUSAL, Calibration, ExtractiveGenerator, Generator, language
 from rag.answer.learned import ReaderGenerator
 from rag.answer.model_reader import OnnxReader
@@ -208,7 +209,7 @@ class Pipeline:
         hits, qvec = self.search(query, top_k, "hybrid", timings, filters)
         assert qvec is not None
         ans = self.extractive(query.strip(), qvec, hits, timings)
-        ans.warnings = list(dict.fromkeys([*ans.warnings, *self.validity_notes(ans, filters)]))
+        flag(ans, self.validity_notes(ans, filters))
         ans.timings = {k: round(v, 2) for k, v in timings.items() if not math.isnan(v)}
         return ans
 

@@ -72,9 +72,20 @@ def _prepare(pipeline: Any, query: str, top_k: int, mode: str, filters: Any = No
     return _Prepared(q, hits, qvec, base, timings, t0, bool(getattr(settings, "llm_refusal", True)), notes)
 
 
+def flag(a: Answer, notes: list[str]) -> Answer:
+    """Validity notes on the cited documents (``《A》：该文件已于…被《B》废止``): in ``warnings``, and under the
+    answer text, so a reader of the text alone (a chat client) sees them too."""
+    fresh = [n for n in notes if n not in a.warnings]
+    if fresh and a.answerable and a.text:
+        a.text = a.text.rstrip() + "\n\n" + "\n".join(f"注意：{n}" for n in fresh)
+    a.warnings = list(dict.fromkeys([*a.warnings, *notes]))
+    return a
+
+
 def _finish(a: Answer, p: _Prepared, mode: str, warnings: list[str] | None = None) -> Answer:
     a.mode = mode
-    a.warnings = list(dict.fromkeys([*a.warnings, *(warnings or []), *(p.notes(a) if p.notes else [])]))
+    a.warnings = list(dict.fromkeys([*a.warnings, *(warnings or [])]))
+    flag(a, p.notes(a) if p.notes else [])
     p.timings["total_ms"] = (time.perf_counter() - p.t0) * 1000
     a.timings = {k: round(v, 2) for k, v in p.timings.items() if not math.isnan(v)}
     return a
@@ -214,4 +225,4 @@ def _embedder(pipeline: Any) -> Any:
         return None
 
 
-__all__ = ["MODES", "Citation", "answer", "stream_answer"]
+__all__ = ["MODES", "Citation", "answer", "flag", "stream_answer"]

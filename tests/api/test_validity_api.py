@@ -72,7 +72,7 @@ def test_default_answer_comes_from_the_measure_in_force(api):
     assert a["answerable"] and "500元" in a["answer"], a
     assert cited(a) == {NEW}
     assert not {p["doc_id"] for p in a["passages"]} & {OLD, EXPIRED}  # filtered inside retrieval
-    assert not any("废止" in w for w in a["warnings"])
+    assert not any("废止" in w for w in a["warnings"]) and "注意" not in a["answer"]
 
 
 def test_as_of_2020_answers_from_the_2019_measure(api):
@@ -87,6 +87,7 @@ def test_a_cited_superseded_document_is_flagged(api, path):
     extra = {"mode": "extractive"} if path == "/v1/answer" else {}
     a = ask(api, path, include_superseded=True, doc_ids=[OLD], **extra)
     assert cited(a) == {OLD} and REPEALED in a["warnings"], a
+    assert a["answer"].endswith("注意：" + REPEALED)  # under the answer text too
     both = ask(api, path, include_superseded=True, **extra)
     assert {p["doc_id"] for p in both["passages"]} >= {OLD, NEW}
     assert (REPEALED in both["warnings"]) == (OLD in cited(both))
@@ -100,7 +101,7 @@ def test_chat_completions_take_the_same_filters(api):
     assert {c["doc_id"] for c in r["citations"]} == {OLD} and "300元" in r["choices"][0]["message"]["content"]
     r = httpx.post(api + "/v1/chat/completions", json={**msg, "include_superseded": True, "doc_ids": [OLD]},
                    timeout=60).json()
-    assert REPEALED in r["warnings"]
+    assert REPEALED in r["warnings"] and REPEALED in r["choices"][0]["message"]["content"]
 
 
 @pytest.mark.parametrize("body,docs", [
