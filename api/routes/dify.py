@@ -22,8 +22,11 @@ from api.deps import PipelineDep, _limit, limit_failed_auth, require_read
 from api.dify_filters import apply_condition
 from api.schemas import FilterFields, HistoryTurn, check_query
 from api.security import key_matches
+from rag.core import docmeta
+from rag.core.types import Document
 
 router = APIRouter(tags=["dify"])
+META_KEYS = ("issuer", "doc_number", "date_written", "date_published", "date_effective", "date_expires", "subjects")
 
 
 class RetrievalSetting(BaseModel):
@@ -75,6 +78,15 @@ def _auth_error(request: Request, key: str) -> JSONResponse | None:
     return None
 
 
+def _document_fields(doc: Document | None, as_of: str | None) -> dict[str, Any]:
+    """The 公文 metadata of a record's document and its status (on ``as_of``, default today)."""
+    if doc is None:
+        return {}
+    out: dict[str, Any] = {k: doc.meta[k] for k in META_KEYS if doc.meta.get(k)}
+    out["status"] = docmeta.status(doc.meta, as_of)
+    return out
+
+
 @router.post("/retrieval", response_model=RetrievalResponse)
 async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineDep):  # type: ignore[no-untyped-def]
     """Passages for a Dify knowledge-base query: content, cosine score, title and source metadata."""
@@ -93,6 +105,7 @@ async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineD
     filters = apply_condition(req.filters(), (req.model_extra or {}).get("metadata_condition"))
     hits, _ = await run_in_threadpool(fu.pipeline(pipeline).search, fu.query, rs.top_k, "hybrid", None, filters)
     records = []
+    docs = getattr(pipeline.index, "documents", {})
     for h in hits:
         score = float(h.dense) if h.dense is not None else 0.0
         if score < rs.score_threshold:
@@ -102,5 +115,6 @@ async def retrieval(req: RetrievalRequest, request: Request, pipeline: PipelineD
                               metadata={"path": c.doc_id, "doc_id": c.doc_id, "chunk_id": c.chunk_id,
                                         "section": c.section, "start": c.start, "end": c.end, "rank": h.rank,
                                         "hybrid_score": round(h.score, 6),
-                                        "bm25_score": None if h.bm25 is None else round(h.bm25, 4)}))
+                                        "bm25_score": None if h.bm25 is None else round(h.bm25, 4),
+                                        **_document_fields(docs.get(c.doc_id), filters.as_of)}))
     return RetrievalResponse(records=records, query_used=fu.query)

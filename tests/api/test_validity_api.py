@@ -124,6 +124,9 @@ def test_dify_metadata_condition(api):
     r = httpx.post(api + "/retrieval", json={**body, "metadata_condition": cond}, timeout=30)
     assert r.status_code == 200, r.text
     assert {x["metadata"]["doc_id"] for x in r.json()["records"]} == {OTHER}
+    meta = r.json()["records"][0]["metadata"]
+    assert (meta["issuer"], meta["doc_number"], meta["status"]) == \
+        ("内蒙古自治区科学技术厅", "内科发〔2023〕21号", "in_force")
     r = httpx.post(api + "/retrieval", json={**body, "as_of": "2020-01-01"}, timeout=30)
     assert {x["metadata"]["doc_id"] for x in r.json()["records"]} == {OLD}
     bad = {"logical_operator": "and", "conditions": [{"name": "施行日期", "comparison_operator": "before",
