@@ -35,6 +35,9 @@ _EFFECTIVE = re.compile(rf"自\s*(?:{DATE.pattern}|(?P<since>发布|印发|公�
                         r"(?:施行|实施|执行|生效|實施|執行)")
 _EXPIRES = re.compile(rf"有效期(?:至|截至|到)\s*{DATE.pattern}")
 _VALID_YEARS = re.compile(r"有效期(?:为|限为)?\s*(?P<n>\d{1,2}|[一二三四五六七八九十]{1,2})\s*年")
+# a validity period is the document's own only in a sentence about itself ("本通知…有效期至…"): a licence's or
+# another measure's 有效期 quoted in the text must not expire the document
+_SELF = re.compile(rf"本(?:{_TYPES}|文件|文)")
 _PUBLISHED = re.compile(r"(?:发布日期|印发日期|发布时间|公布日期|发文日期|發布日期)\s*[：:]\s*(?P<rest>[^\n]{0,24})")
 _SUBJECTS = re.compile(r"^\s*主题词\s*[：:]\s*(?P<w>.+)$", re.M)
 
@@ -54,6 +57,14 @@ def _date(m: re.Match[str]) -> str | None:
         return dt.date(_cn_number(m.group("y")), _cn_number(m.group("m")), _cn_number(m.group("d"))).isoformat()
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _own(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The first match of ``pattern`` in a sentence that speaks of the document itself (``_SELF``)."""
+    for sentence in re.split(r"[。；;\n]", text):
+        if (m := pattern.search(sentence)) and _SELF.search(sentence[: m.start()]):
+            return m
+    return None
 
 
 def _lines(text: str) -> list[str]:
@@ -121,10 +132,10 @@ def extract_metadata(text: str, title: str = "") -> dict[str, Any]:
                 out["date_effective"] = since
         elif eff := _date(em):
             out["date_effective"] = eff
-    xm = _EXPIRES.search(text)
+    xm = _own(_EXPIRES, text)
     if xm and (exp := _date(xm)):
         out["date_expires"] = exp
-    elif (vm := _VALID_YEARS.search(text)) and out.get("date_effective"):
+    elif (vm := _own(_VALID_YEARS, text)) and out.get("date_effective"):
         start = dt.date.fromisoformat(out["date_effective"])
         years = _cn_number(vm.group("n"))
         try:

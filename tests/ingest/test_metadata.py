@@ -60,3 +60,10 @@ def test_traditional_text():
 def test_plain_text_has_no_metadata_but_the_loader_title():
     assert extract_metadata("今年全市新增就业10万人。", title="新闻稿") == {"title": "新闻稿"}
     assert extract_metadata("") == {}
+
+
+def test_another_things_validity_is_not_the_documents():
+    text = ("关于做好企业年报工作的通知\n\n各有关企业：\n该企业营业执照有效期至2020年5月1日，需及时换领。"
+            "《呼和浩特市就业补贴暂行办法》有效期5年。\n本通知自2024年1月1日起施行。")
+    m = extract_metadata(text)
+    assert m["date_effective"] == "2024-01-01" and "date_expires" not in m
