@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import os
 import random
 import subprocess
 import sys
@@ -99,6 +100,17 @@ async def rss_mb(client: httpx.AsyncClient, base: str, pid: int | None) -> float
     return None
 
 
+def cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) the server process has used: on a shared machine, what it actually got."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def run(base: str, clients: int, seconds: float, pid: int | None, sample_every: float, top_k: int,
               endpoints: list[str], timeout: float, max_requests: int, warmup: int = 4) -> dict[str, Any]:
     qs = questions()
@@ -114,6 +126,7 @@ async def run(base: str, clients: int, seconds: float, pid: int | None, sample_e
         t0 = time.monotonic()
         end = t0 + seconds
         first = await rss_mb(client, base, pid)
+        cpu0, load0 = cpu_s(pid), os.getloadavg()
         if first is not None:
             samples.append((0.0, first))
 
@@ -150,6 +163,7 @@ async def run(base: str, clients: int, seconds: float, pid: int | None, sample_e
         sampler_task = asyncio.create_task(sampler())
         await asyncio.gather(*(worker(i) for i in range(clients)))
         elapsed = time.monotonic() - t0
+        cpu1, load1 = cpu_s(pid), os.getloadavg()
         sampler_task.cancel()
         last = await rss_mb(client, base, pid)
         if last is not None:
@@ -167,6 +181,10 @@ async def run(base: str, clients: int, seconds: float, pid: int | None, sample_e
                       "max": max(mem) if mem else None, "source": f"/proc/{pid}" if pid else "/metrics",
                       "samples": samples},
         "error_samples": errors[:5],
+        # the machine while it ran: load average (1, 5, 15 min) and the CPU share the server got (2.0 = 2 cores)
+        "loadavg": {"start": [round(x, 2) for x in load0], "end": [round(x, 2) for x in load1],
+                    "cores": os.cpu_count()},
+        "server_cpu": None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) / elapsed, 2),
     }
 
 
