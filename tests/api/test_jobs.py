@@ -125,6 +125,30 @@ def test_a_long_scan_goes_to_a_job_by_itself_with_ocr_page_progress(base: str) -
     assert "scan.pdf" in hit_ids(base, "草原生态保护补助奖励")
 
 
+def test_search_keeps_answering_while_a_job_ocrs_a_scan(base: str) -> None:
+    query = {"query": "科技创新平台", "top_k": 5}
+    with httpx.Client(timeout=30) as c:
+        idle = []
+        for _ in range(10):
+            t = time.perf_counter()
+            assert c.post(base + "/v1/search", json=query).status_code == 200
+            idle.append(time.perf_counter() - t)
+        r = upload(base, ("busy-scan.pdf", scan(3)))
+        assert r.status_code == 202, r.text
+        during = []
+        while c.get(base + r.headers["location"]).json()["status"] in ("queued", "running"):
+            t = time.perf_counter()
+            assert c.post(base + "/v1/search", json=query).status_code == 200
+            during.append(time.perf_counter() - t)
+            time.sleep(0.05)
+    p95 = sorted(during)[max(0, int(len(during) * 0.95) - 1)]
+    print(f"\n/v1/search idle p50 {sorted(idle)[5] * 1000:.0f} ms; during the OCR job ({len(during)} searches) "
+          f"p50 {sorted(during)[len(during) // 2] * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+          f"max {max(during) * 1000:.0f} ms")
+    assert len(during) >= 5, "the job finished before anything was measured"
+    assert p95 < 1.0, f"/v1/search p95 {p95:.1f} s during the job"
+
+
 def test_kill_9_mid_job_keeps_the_previous_index_and_the_restart_resumes_the_job(index: Path,
                                                                                 tmp_path: Path) -> None:
     served = tmp_path / "index"
