@@ -80,6 +80,9 @@
     }, function (e) { status.textContent = "导出失败（" + e.message + "）"; });
   }
 
+  // the key the main page signed in with (issue 20: this tab's sessionStorage), unless one is typed here
+  try { $("report-key").value = $("report-key").value || window.sessionStorage.getItem("rag.apiKey") || ""; }
+  catch (e) { /* storage off */ }
   $("report-form").addEventListener("submit", function (e) { e.preventDefault(); load(); });
   $("report-csv").addEventListener("click", exportCsv);
   load();

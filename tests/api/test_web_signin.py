@@ -122,3 +122,7 @@ def test_admin_sees_every_collection(page: sync_api.Page, signin_server: tuple[s
     expect(page.locator("#signin-status")).to_contain_text("管理员")
     expect(page.locator("#docs-body")).to_contain_text("quokka-ledger.txt")
     assert {"A", "B", "default"} <= set(_options(page))
+    # the questions report (admin only) in the same tab uses the signed-in key
+    with page.expect_response(lambda x: urlsplit(x.url).path == "/v1/report") as info:
+        page.goto(base + "/report")
+    assert info.value.ok and info.value.request.all_headers().get("x-api-key") == keys["admin"]
