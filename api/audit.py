@@ -2,11 +2,12 @@
 delete, feedback, any other write with a key — with the principal's name, role and how it signed in, the time,
 the route and status, the document ids and the sha256 of their text; never a key or a token.
 
-Rows go to the table ``audit`` in the project's SQLite database (the conversations file,
-``rag.conversations.db_path``; WAL, one committed insert per request). :class:`AuditMiddleware` writes them
-after the response: the principal comes from the request state (api/access.py), the documents from what the
-pipeline view noted while changing them (api/scoped.py: ids and content hashes) and from the JSON answer (job
-ids; ``added``/``replaced``/``deleted``), feedback from its JSON body. ``GET /v1/audit`` (admin) reads them.
+Rows go to the table ``audit`` in the project's database: the conversations' one (``rag.conversations``: the
+SQLite file, or PostgreSQL when RAG_DATABASE_URL is set), one committed insert per request.
+:class:`AuditMiddleware` writes them after the response: the principal comes from the request state
+(api/access.py), the documents from what the pipeline view noted while changing them (api/scoped.py: ids and
+content hashes) and from the JSON answer (job ids; ``added``/``replaced``/``deleted``), feedback from its JSON
+body. ``GET /v1/audit`` (admin) reads them.
 
 Schema::
 
@@ -20,13 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rag.conversations.db import connect
 
 logger = logging.getLogger("api")
 SCHEMA = """
@@ -38,6 +39,9 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_time ON audit(time);
 CREATE INDEX IF NOT EXISTS audit_principal ON audit(principal, time);
 """
+# PostgreSQL: a serial id, and epoch seconds in 8 bytes (its REAL is 4: a timestamp would lose its minutes)
+SCHEMA_PG = SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY").replace(
+    " REAL", " DOUBLE PRECISION")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 READ_POSTS = {"/v1/search", "/v1/ask", "/v1/answer", "/v1/chat/completions", "/retrieval"}  # reads sent as POST
 CAPTURE = 65536  # JSON bodies read for ids (answers of write routes, feedback requests) up to this size
@@ -56,30 +60,25 @@ def action_of(method: str, path: str, json_body: bool = False) -> str:
 
 
 class AuditLog:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
+    def __init__(self, target: Path | str) -> None:
+        """``target``: a SQLite file or a ``postgresql://`` URL (``rag.conversations.store_target``)."""
+        self._db = connect(target)
+        for stmt in (SCHEMA_PG if self._db.kind == "postgresql" else SCHEMA).split(";"):
+            if stmt.strip():
+                self._db.run(stmt)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def record(self, principal: str, role: str, source: str, action: str, method: str, path: str, status: int,
                client: str = "", doc_ids: list[str] | None = None, hashes: dict[str, str] | None = None,
                detail: dict[str, Any] | None = None, at: float | None = None) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO audit(time, principal, role, source, action, method, path, status, client, doc_ids, "
-                "hashes, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (time.time() if at is None else at, principal, role, source, action, method, path[:500], status,
-                 client, json.dumps(list(dict.fromkeys(doc_ids or [])), ensure_ascii=False),
-                 json.dumps(hashes or {}, ensure_ascii=False), json.dumps(detail or {}, ensure_ascii=False)))
+        self._db.run(
+            "INSERT INTO audit(time, principal, role, source, action, method, path, status, client, doc_ids, "
+            "hashes, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time() if at is None else at, principal, role, source, action, method, path[:500], status,
+             client, json.dumps(list(dict.fromkeys(doc_ids or [])), ensure_ascii=False),
+             json.dumps(hashes or {}, ensure_ascii=False), json.dumps(detail or {}, ensure_ascii=False)))
 
     def query(self, principal: str | None = None, action: str | None = None, doc_id: str | None = None,
               since: float | None = None, until: float | None = None, status: int | None = None,
@@ -91,12 +90,12 @@ class AuditLog:
             if v is not None:
                 where.append(sql)
                 args.append(v)
-        if doc_id is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(audit.doc_ids) WHERE json_each.value = ?)")
-            args.append(doc_id)
+        if doc_id is not None:  # its JSON string inside the list (LIKE: the same SQL on both databases)
+            quoted = json.dumps(doc_id, ensure_ascii=False)
+            where.append("doc_ids LIKE ? ESCAPE '!'")
+            args.append("%" + re.sub(r"([!%_])", r"!\1", quoted) + "%")
         sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+        rows = self._db.run(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)).rows
         return [{"id": r["id"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["time"])),
                  "epoch": r["time"], "principal": r["principal"], "role": r["role"], "source": r["source"],
                  "action": r["action"], "method": r["method"], "path": r["path"], "status": r["status"],

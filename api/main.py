@@ -27,7 +27,7 @@ from api.security import (
     SecurityHeadersMiddleware,
 )
 from rag.answer.llm import create_generator
-from rag.conversations import db_path, open_store
+from rag.conversations import open_store, store_target
 from rag.core import errors
 from rag.core.config import Settings
 from rag.pipeline import Pipeline
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.state.settings = settings
         app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
         access.setup(app.state, settings)  # keys file and JWKS: one that does not parse stops the start
-        app.state.audit = AuditLog(db_path(settings))  # writes, by whom (api/audit.py)
+        app.state.audit = AuditLog(store_target(settings))  # writes, by whom (api/audit.py)
         app.state.load_error = ""
         if not p.ready:
             try:
