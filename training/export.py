@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     from training.card import write_card
 
     stamp = json.loads((a.dest / "export.json").read_text(encoding="utf-8"))
-    log = ROOT / ".cache" / "training" / "wall_min.txt"
-    wall = float(log.read_text()) if log.exists() else None
+    walls = [float(f.read_text()) for f in (ROOT / ".cache" / "training").glob("reader*/wall_min.txt")]
+    wall = sum(walls) if walls else None  # `make train`: stage 1 (reader/) + stage 2 (reader-stage2/)
     write_card(a.artifact, stamp.get("base_install", {}), wall)
     sys.exit(0)
 
