@@ -137,6 +137,22 @@ class Settings(BaseSettings):
     condense_timeout: float = Field(8, gt=0, le=60, description="Seconds for the LLM condense step; past it the "
                                     "rule rewrite is used")
 
+    # Upload jobs (api/jobs.py, issue 21): big uploads are parsed and indexed in the background
+    job_workers: int = Field(1, ge=1, le=16, description="Upload jobs run at once (each parses its files, then "
+                             "writes through the index lock)")
+    max_queued_jobs: int = Field(20, ge=1, le=10000, description="Jobs queued or running; past it POST "
+                                 "/v1/documents?async=true is a 503")
+    jobs_dir: str = Field("", description="Job table (jobs.sqlite3) and the spooled upload files; empty = "
+                          "<index folder>.jobs beside the index folder")
+    job_parse_timeout: float = Field(3600, gt=0, description="Seconds one file of a job may take to parse "
+                                     "(RAG_PARSE_TIMEOUT bounds uploads answered in the request)")
+    job_attempts: int = Field(2, ge=1, le=10, description="Runs a job gets: one interrupted by a restart is "
+                              "resumed until it has had this many, then reported failed")
+    async_upload_mb: float = Field(8, gt=0, description="An upload whose files add up to more than this runs "
+                                   "as a job (202) even without ?async=true")
+    async_ocr_pages: int = Field(8, ge=0, description="An upload whose PDFs and images need OCR on more pages "
+                                 "than this (estimated from a sample) runs as a job (202); 0 = never by pages")
+
 
 def get_settings() -> Settings:
     return Settings()
