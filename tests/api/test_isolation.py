@@ -114,6 +114,8 @@ def json_bodies(schema: dict[str, Any], op: dict[str, Any], ctx: dict[str, Any])
     for k, v in (("collection", "B"), ("doc_ids", [SECRET_DOC]), ("stream", True), ("include_superseded", True)):
         if k in props:
             bodies.append({**base, k: v})
+    if "title" in props and not base:  # a metadata edit needs a field to change
+        bodies.append({"title": "x"})
     if "knowledge_id" in props:
         bodies.append({**base, "knowledge_id": "B"})
     return bodies
