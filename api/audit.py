@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag.conversations.db import connect
+from rag.conversations.db import Database, connect
 
 logger = logging.getLogger("api")
 SCHEMA = """
@@ -61,14 +62,28 @@ def action_of(method: str, path: str, json_body: bool = False) -> str:
 
 class AuditLog:
     def __init__(self, target: Path | str) -> None:
-        """``target``: a SQLite file or a ``postgresql://`` URL (``rag.conversations.store_target``)."""
-        self._db = connect(target)
-        for stmt in (SCHEMA_PG if self._db.kind == "postgresql" else SCHEMA).split(";"):
-            if stmt.strip():
-                self._db.run(stmt)
+        """``target``: a SQLite file or a ``postgresql://`` URL (``rag.conversations.store_target``); opened at
+        the first write or read, so a server that writes nothing creates no file (RAG_STORE_CONVERSATIONS=false)."""
+        self.target = target
+        self._conn: Database | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def _db(self) -> Database:
+        with self._lock:
+            if self._conn is None:
+                db = connect(self.target)
+                for stmt in (SCHEMA_PG if db.kind == "postgresql" else SCHEMA).split(";"):
+                    if stmt.strip():
+                        db.run(stmt)
+                self._conn = db
+            return self._conn
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def record(self, principal: str, role: str, source: str, action: str, method: str, path: str, status: int,
                client: str = "", doc_ids: list[str] | None = None, hashes: dict[str, str] | None = None,
