@@ -129,10 +129,11 @@ def test_search_keeps_answering_while_a_job_ocrs_a_scan(base: str) -> None:
     query = {"query": "科技创新平台", "top_k": 5}
     with httpx.Client(timeout=30) as c:
         idle = []
-        for _ in range(10):
+        for _ in range(40):
             t = time.perf_counter()
             assert c.post(base + "/v1/search", json=query).status_code == 200
             idle.append(time.perf_counter() - t)
+            time.sleep(0.05)
         r = upload(base, ("busy-scan.pdf", scan(3)))
         assert r.status_code == 202, r.text
         during = []
@@ -142,7 +143,9 @@ def test_search_keeps_answering_while_a_job_ocrs_a_scan(base: str) -> None:
             during.append(time.perf_counter() - t)
             time.sleep(0.05)
     p95 = sorted(during)[max(0, int(len(during) * 0.95) - 1)]
-    print(f"\n/v1/search idle p50 {sorted(idle)[5] * 1000:.0f} ms; during the OCR job ({len(during)} searches) "
+    idle95 = sorted(idle)[int(len(idle) * 0.95) - 1]
+    print(f"\n/v1/search idle p50 {sorted(idle)[20] * 1000:.0f} ms, p95 {idle95 * 1000:.0f} ms; "
+          f"during the OCR job ({len(during)} searches) "
           f"p50 {sorted(during)[len(during) // 2] * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
           f"max {max(during) * 1000:.0f} ms")
     assert len(during) >= 5, "the job finished before anything was measured"
