@@ -41,6 +41,7 @@ ENGINE_ENV = "RAG_OCR_ENGINE"
 LANG_ENV = "RAG_OCR_LANG"
 MAX_PAGES_ENV = "RAG_OCR_MAX_PAGES"
 MAX_PIXELS_ENV = "RAG_OCR_MAX_PIXELS"
+THREADS_ENV = "RAG_OCR_THREADS"  # ONNX Runtime threads of rapidocr; unset or 0 = its default (all cores)
 DEFAULT_ENGINE = "rapidocr"
 DEFAULT_LANG = "chi_sim+chi_tra+eng"
 DEFAULT_MAX_PAGES = 100
@@ -129,7 +130,12 @@ class RapidEngine:
         except ImportError as e:  # pragma: no cover - a broken install
             raise ConverterError(f"OCR engine rapidocr is not installed ({e}); run `make install`") from e
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-        self._ocr = RapidOCR(params={"Global.log_level": "error"})
+        params: dict[str, Any] = {"Global.log_level": "error"}
+        threads = _env_int(THREADS_ENV, 0)
+        if threads > 0:  # the API's parse processes run it on one (rag/ingest/isolated.py); else all cores
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+            params["EngineConfig.onnxruntime.inter_op_num_threads"] = threads
+        self._ocr = RapidOCR(params=params)
         self._lock = threading.Lock()
 
     def lines(self, img: Image, upright: bool = False) -> list[OcrLine]:
