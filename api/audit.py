@@ -55,6 +55,8 @@ def action_of(method: str, path: str, json_body: bool = False) -> str:
         return {"POST": "upload", "PUT": "replace", "DELETE": "delete", "PATCH": "metadata"}.get(method, "write")
     if path == "/v1/feedback":
         return "feedback"
+    if path.startswith("/v1/jobs/") and method == "DELETE":
+        return "job-cancel"
     if path.startswith("/v1/conversations/") and method == "DELETE":
         return "conversation-delete"
     return "write"

@@ -3,12 +3,15 @@
 a job id and ``Location: /v1/jobs/{id}`` as soon as its files are spooled, and is parsed and indexed here.
 
 ``RAG_JOB_WORKERS`` threads (default 1) take jobs from the table (``api.jobstore``) oldest first. A job parses
-its files one by one (progress: files, and OCR pages of the current file; ``RAG_JOB_PARSE_TIMEOUT`` per file,
-a parser stuck past it is abandoned), records the documents it is about to write, then writes them all as one
-new index version through ``Pipeline.update`` (the index folder lock and the atomic version switch of
+its files one by one in a parse process (api/parsing.py: a lower priority than searches, a memory cap; progress:
+files, and OCR pages of the current file; ``RAG_JOB_PARSE_TIMEOUT`` per file, a parse stuck past it is killed),
+records the documents it is about to write, then embeds and writes them all (in the server) as one new index
+version through ``Pipeline.update`` (the index folder lock and the atomic version switch of
 ``rag.index``): a job's documents all go in, or none do. A file that cannot be read is listed with its cause
 and the rest go in; a job none of whose files could be read, or whose write failed, is ``failed`` with the
-message. Jobs interrupted by a restart are settled by ``JobStore.recover`` when the next server starts.
+message. ``DELETE /v1/jobs/{id}`` cancels a job that is queued or still parsing (its parse process is killed;
+nothing of it is written). The write is audited as the submitter's upload (api/audit.py). Jobs interrupted by a
+restart are settled by ``JobStore.recover`` when the next server starts.
 """
 
 from __future__ import annotations
@@ -23,19 +26,21 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api import parsing
+from api.access import principal_of
 from api.jobstore import JobStore, jobs_dir
+from api.scoped import collection_of, text_hash
+from api.security import client_address
 from rag.core.config import Settings
-from rag.core.errors import InvalidInputError, ParseTimeoutError, RagError
+from rag.core.errors import InvalidInputError, RagError
 from rag.core.types import Document
-from rag.ingest.loaders import load_bytes
-from rag.ingest.loaders.base import progress_to
+from rag.ingest.isolated import ParseCancelled
 from rag.ingest.loaders.pdf import scanned_pages
 from rag.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
 IMAGES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-PARSE_GRACE = 5.0  # seconds past a file's budget before a parser stuck inside one call is abandoned
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 
 
@@ -69,14 +74,17 @@ def accepted(job_id: str) -> JSONResponse:
 
 
 class JobRunner:
-    """The worker threads over a ``JobStore``; ``on_indexed`` runs after each successful index write."""
+    """The worker threads over a ``JobStore``; ``on_indexed`` runs after each successful index write; ``audit``
+    gives the audit log (api/audit.py) each job's write is recorded in, as the submitter's."""
 
-    def __init__(self, settings: Settings, pipeline: Pipeline, on_indexed: Callable[[], None] = lambda: None):
+    def __init__(self, settings: Settings, pipeline: Pipeline, on_indexed: Callable[[], None] = lambda: None,
+                 audit: Callable[[], Any] = lambda: None):
         self.store = JobStore(jobs_dir(settings), settings.job_attempts, settings.max_queued_jobs)
-        self.pipeline, self.on_indexed = pipeline, on_indexed
+        self.pipeline, self.on_indexed, self.audit = pipeline, on_indexed, audit
         self.workers, self.parse_timeout = settings.job_workers, settings.job_parse_timeout
         self._wake, self._stop = threading.Event(), threading.Event()
         self._threads: list[threading.Thread] = []
+        self._cancelled: set[str] = set()
 
     def start(self) -> None:
         index = self.pipeline.index
@@ -85,7 +93,12 @@ class JobRunner:
             doc = index.documents.get(doc_id) if index is not None else None
             return doc is not None and doc.meta.get("sha256") == sha256
 
+        writing = [j for j in self.store.list(limit=1000) if j["status"] == "running" and j["stage"] == "indexing"]
         again = self.store.recover(indexed)
+        for job in writing:  # a write that landed just before the server stopped: audited now
+            if self.store.status(job["id"]) == "done" and index is not None:
+                self._record(job, [index.documents[d] for d, _ in job["docs"] if d in index.documents],
+                             {"recovered": True})
         if again:
             logger.warning("resuming %d upload job(s) interrupted by a restart: %s", len(again), again)
         for i in range(self.workers):
@@ -108,6 +121,12 @@ class JobRunner:
         self._wake.set()
         return job_id
 
+    def cancel(self, job_id: str, owner: str = "") -> dict[str, Any]:
+        """Cancel a queued job or one still parsing (``JobStore.cancel``); a running one's parse is stopped."""
+        job = self.store.cancel(job_id, owner)
+        self._cancelled.add(job_id)
+        return job
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -125,14 +144,30 @@ class JobRunner:
             except Exception as e:
                 logger.exception("upload job %s failed", job["id"])
                 self.store.finish(job["id"], "failed", f"internal error ({type(e).__name__}); see the server log")
+            finally:
+                self._cancelled.discard(job["id"])
+
+    def _halt(self, job_id: str) -> bool:
+        return self._stop.is_set() or job_id in self._cancelled
+
+    def _halted(self, job_id: str) -> None:
+        """After a cancel: drop the spool (the row says ``cancelled`` already). At shutdown the job stays
+        ``running`` and the next start resumes it."""
+        if self.store.status(job_id) == "cancelled":
+            self.store.finish(job_id, "cancelled")
+            logger.info("upload job %s cancelled; nothing of it was written", job_id)
 
     def _run(self, job: dict[str, Any]) -> None:
         job_id, files, meta = job["id"], job["files"], dict(job["meta"])
         fixed_id = meta.pop("doc_id", None)
+        meta.pop("by", None)  # who submitted it: for the audit row, not the documents' metadata
         docs: list[Document] = []
         for rec in files:
             if not rec["spool"]:
                 continue  # refused before the job was queued
+            if self._halt(job_id):
+                self._halted(job_id)
+                return
             rec.update(status="running", error="", doc_id="", pages_done=0, pages_total=0)
             self.store.update(job_id, files=files)
             try:
@@ -142,6 +177,9 @@ class JobRunner:
                                             "upload; the first one was used")
                 rec.update(status="parsed", doc_id=doc.doc_id, pages_done=rec["pages_total"])
                 docs.append(doc)
+            except ParseCancelled:
+                self._halted(job_id)
+                return
             except RagError as e:
                 rec.update(status="failed", error=e.message)
             self.store.update(job_id, files=files)
@@ -151,7 +189,10 @@ class JobRunner:
             self.store.finish(job_id, "failed", errors[0] if len(errors) == 1 else
                               f"none of the {len(files)} files could be read: " + "; ".join(errors), files=files)
             return
-        self.store.update(job_id, stage="indexing", docs=[[d.doc_id, d.meta.get("sha256", "")] for d in docs])
+        if self._halt(job_id) or not self.store.start_indexing(
+                job_id, [[d.doc_id, d.meta.get("sha256", "")] for d in docs]):
+            self._halted(job_id)  # cancelled (or stopping) before the write: nothing is written
+            return
         try:
             rep = self.pipeline.update(docs, [])
         except RagError as e:
@@ -162,13 +203,28 @@ class JobRunner:
                 rec["status"] = "done"
         self.on_indexed()
         self.store.finish(job_id, "done", job["message"], files=files, result=dict(rep.__dict__))
+        self._record(job, docs, {"version": rep.version})
         logger.info("upload job %s done: +%s ~%s", job_id, rep.added, rep.replaced)
+
+    def _record(self, job: dict[str, Any], docs: list[Document], detail: dict[str, Any]) -> None:
+        """The job's write in the audit log, as a synchronous upload's: the submitter, the documents and the
+        sha256 of their text (api/audit.py)."""
+        log = self.audit()
+        if log is None:
+            return
+        by = job["meta"].get("by") or {}
+        try:
+            log.record(str(by.get("name", "unknown")), str(by.get("role", "")), str(by.get("source", "")),
+                       "upload", "POST", f"/v1/jobs/{job['id']}", 201, str(by.get("client", "")),
+                       [d.doc_id for d in docs], {d.doc_id: text_hash(d) for d in docs},
+                       {"job_id": job["id"], "collections": sorted({collection_of(d) for d in docs}), **detail})
+        except Exception:  # noqa: BLE001 - the write is done; say loudly that its row is missing
+            logger.exception("could not write the audit row of upload job %s", job["id"])
 
     def _parse(self, job_id: str, files: list[dict[str, Any]], rec: dict[str, Any], data: bytes,
                doc_id: str | None, meta: dict[str, Any]) -> Document:
-        """``load_bytes`` under the job's budget in a thread of its own (abandoned if stuck past it), its OCR
-        pages reported as progress."""
-        box: dict[str, Any] = {}
+        """``load_bytes`` in a parse process (api/parsing.py) under the job's budget, its OCR pages reported as
+        progress; a cancel or shutdown stops it (ParseCancelled)."""
         last = [0.0]
 
         def report(done: int, total: int) -> None:
@@ -177,20 +233,11 @@ class JobRunner:
                 last[0] = time.monotonic()
                 self.store.update(job_id, files=files)
 
-        def work() -> None:
-            try:
-                with progress_to(report):
-                    box["doc"] = load_bytes(data, rec["file"], doc_id, dict(meta), timeout=self.parse_timeout)
-            except BaseException as e:  # handed to the job's thread
-                box["error"] = e
+        return parsing.pool().parse(data, rec["file"], doc_id, dict(meta), self.parse_timeout, report,
+                                    lambda: self._halt(job_id))
 
-        t = threading.Thread(target=work, name=f"rag-job-parse-{job_id[:8]}", daemon=True)
-        t.start()
-        t.join(self.parse_timeout + PARSE_GRACE)
-        if t.is_alive():
-            raise ParseTimeoutError(f"{rec['file']}: reading it took longer than {self.parse_timeout:g} s "
-                                    "(RAG_JOB_PARSE_TIMEOUT); split the file or send a simpler copy")
-        if "error" in box:
-            raise box["error"]
-        doc: Document = box["doc"]
-        return doc
+
+def submitter(request: Any) -> dict[str, str]:
+    """Who queued a job, for its audit row: the principal's name, role and how it signed in, the client."""
+    p = principal_of(request)
+    return {"name": p.name, "role": p.role, "source": p.source, "client": client_address(request)}

@@ -1,7 +1,9 @@
 """Upload jobs on disk (issue 21): one SQLite row per job and its spooled files, so a restart neither forgets a
 job nor loses the files it was given.
 
-A job is ``queued`` -> ``running`` -> ``done`` | ``failed``. Every change is its own committed transaction (WAL):
+A job is ``queued`` -> ``running`` -> ``done`` | ``failed``, or ``cancelled`` (``DELETE /v1/jobs/{id}``) while
+queued or parsing; once it has recorded the documents it is about to write (stage ``indexing``) it can no
+longer be cancelled. Every change is its own committed transaction (WAL):
 what ``GET /v1/jobs/{id}`` reports is what survives a ``kill -9``. The uploaded bytes wait in
 ``<jobs dir>/spool/<id>/<n>`` until the job ends. On open (``recover``), a job left ``running`` by a process
 that died was interrupted:
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.config import Settings
-from rag.core.errors import JobQueueFullError, NotFoundError
+from rag.core.errors import JobQueueFullError, JobStateError, NotFoundError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -49,6 +51,7 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
 """
 KEEP_DAYS = 7.0  # finished jobs are forgotten after this long
 ACTIVE = ("queued", "running")
+JSON_COLS = ("files", "docs", "result", "meta")
 
 
 def jobs_dir(settings: Settings) -> Path:
@@ -119,13 +122,49 @@ class JobStore:
     def update(self, job_id: str, **fields: Any) -> None:
         """Set columns (``files``, ``docs``, ``result`` as Python values, stored as JSON)."""
         cols = [f"{k} = ?" for k in fields]
-        vals = [json.dumps(v, ensure_ascii=False) if k in ("files", "docs", "result", "meta") else v
-                for k, v in fields.items()]
+        vals = [json.dumps(v, ensure_ascii=False) if k in JSON_COLS else v for k, v in fields.items()]
         self._tx(f"UPDATE jobs SET {', '.join(cols)} WHERE id = ?", (*vals, job_id))
 
     def finish(self, job_id: str, status: str, message: str = "", **fields: Any) -> None:
-        self.update(job_id, status=status, message=message, finished=time.time(), stage="", **fields)
+        """End a running job (one cancelled meanwhile stays ``cancelled``) and drop its spooled files."""
+        fields.update(status=status, message=message, finished=time.time(), stage="")
+        cols = [f"{k} = ?" for k in fields]
+        vals = [json.dumps(v, ensure_ascii=False) if k in JSON_COLS else v for k, v in fields.items()]
+        self._tx(f"UPDATE jobs SET {', '.join(cols)} WHERE id = ? AND status = 'running'", (*vals, job_id))
         shutil.rmtree(self.spool / job_id, ignore_errors=True)
+
+    def start_indexing(self, job_id: str, docs: list[list[str]]) -> bool:
+        """Record the documents about to be written and enter ``indexing``; False if the job was cancelled
+        first (then it writes nothing). From here on a cancel is refused: the write is one atomic switch."""
+        row = self._tx("UPDATE jobs SET stage = 'indexing', docs = ? WHERE id = ? AND status = 'running' "
+                       "RETURNING id", (json.dumps(docs, ensure_ascii=False), job_id)).fetchall()
+        return bool(row)
+
+    def cancel(self, job_id: str, owner: str = "") -> dict[str, Any]:
+        """``cancelled`` for a queued job or one still parsing (nothing of it is written); NotFoundError for
+        an unknown id (or another owner's), JobStateError for one that ended or is writing to the index."""
+        with self._lock:  # read and change under one lock: a worker's claim cannot come in between
+            was = self._db.execute("SELECT owner, status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if was is None or (owner and was["owner"] != owner):
+                raise NotFoundError(f"no job {job_id!r}: jobs are kept {KEEP_DAYS:g} days after they end")
+            row = self._db.execute(
+                "UPDATE jobs SET status = 'cancelled', stage = '', finished = ?, message = ? WHERE id = ? AND "
+                "(status = 'queued' OR (status = 'running' AND stage != 'indexing')) RETURNING *",
+                (time.time(), f"cancelled while {'queued' if was['status'] == 'queued' else 'parsing'}: nothing "
+                 "of it was written to the index", job_id)).fetchall()
+        if not row:
+            now = self.get(job_id, owner)
+            if now["status"] == "running":
+                raise JobStateError(f"job {job_id} is writing its documents to the index (one atomic switch) and "
+                                    "can no longer be cancelled: delete its documents once it is done")
+            raise JobStateError(f"job {job_id} has already ended ({now['status']}): nothing to cancel")
+        if was["status"] == "queued":  # a running one is left to its worker, which stops and drops the spool
+            shutil.rmtree(self.spool / job_id, ignore_errors=True)
+        return _row(row[0])
+
+    def status(self, job_id: str) -> str:
+        row = self._tx("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return str(row["status"]) if row is not None else ""
 
     def recover(self, indexed: Callable[[str, str], bool]) -> list[str]:
         """Settle the jobs a dead process left ``running`` (see the module doc); ``indexed(doc_id, sha256)``
@@ -145,7 +184,7 @@ class JobStore:
                 self.finish(job["id"], "failed", f"interrupted while {where} by a server restart, "
                             f"{job['attempts']} time(s); the index is as it was before this job: upload the "
                             "files again (or in smaller parts)")
-        self._tx("DELETE FROM jobs WHERE status IN ('done', 'failed') AND finished < ?",
+        self._tx("DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished < ?",
                  (time.time() - KEEP_DAYS * 86400,))
         live = {r["id"] for r in self._tx("SELECT id FROM jobs WHERE status IN ('queued', 'running')")}
         for folder in self.spool.iterdir():  # spool of jobs that ended or were forgotten

@@ -43,6 +43,7 @@ STATUS: dict[type[errors.RagError], int] = {
     errors.IndexCorruptError: 503,
     errors.IndexBusyError: 503,
     errors.JobQueueFullError: 503,
+    errors.JobStateError: 409,
     errors.ModelMismatchError: 409,
     errors.ModelNotInstalledError: 503,
     errors.GeneratorError: 502,
@@ -87,7 +88,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.state.condenser = create_condenser(settings)  # None without an LLM or with RAG_CONDENSE=rules
         app.state.conversations = open_store(settings)  # None when RAG_STORE_CONVERSATIONS=false
         # upload jobs: interrupted ones settled against the index just loaded, then the workers start
-        app.state.jobs = JobRunner(settings, p, on_indexed=lambda: setattr(app.state, "load_error", ""))
+        app.state.jobs = JobRunner(settings, p, on_indexed=lambda: setattr(app.state, "load_error", ""),
+                                   audit=lambda: getattr(app.state, "audit", None))  # a job's write audited
         app.state.jobs.start()
         yield
         app.state.jobs.stop()

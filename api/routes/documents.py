@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
 import re
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any
 
@@ -20,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from api import jobs
 from api.deps import PipelineDep, ReadAccess, SettingsDep, WriteAccess, authorize_upload, get_pipeline, scoped_view
 from api.followup import caller_owner
+from api.parsing import parse_upload
 from rag.core import docmeta
-from rag.core.errors import InvalidInputError, NotFoundError, ParseTimeoutError
+from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.types import Document
-from rag.ingest.loaders import SUPPORTED, check_doc_id, load_bytes, parse_timeout
+from rag.ingest.loaders import SUPPORTED, check_doc_id
 from rag.pipeline import Pipeline
 
 router = APIRouter(prefix="/v1", tags=["documents"])
@@ -162,44 +158,6 @@ def _public_source(source: str) -> str:
     return source
 
 
-# Parsing runs in its own bounded pool, off the event loop: a heavy file never stalls /livez or searches, and
-# at most PARSE_WORKERS files are parsed at once (more wait their turn). Each has RAG_PARSE_TIMEOUT seconds:
-# the parsers check it between pages/paragraphs; a parser stuck inside one call is abandoned after the
-# budget plus PARSE_GRACE (the request gets its 422; the thread ends when the call returns).
-PARSE_WORKERS = max(1, int(os.environ.get("RAG_PARSE_WORKERS", "2"))) if os.environ.get(
-    "RAG_PARSE_WORKERS", "2").strip().isdigit() else 2
-PARSE_GRACE = 5.0
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _parse_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=PARSE_WORKERS, thread_name_prefix="rag-parse")
-        return _pool
-
-
-async def parse_upload(data: bytes, name: str, doc_id: str | None, meta: dict[str, Any]) -> Document:
-    """``load_bytes`` in the parse pool, under the per-file time budget."""
-    budget = parse_timeout()
-    started: list[float] = []
-
-    def job() -> Document:
-        started.append(time.monotonic())
-        return load_bytes(data, name, doc_id, meta, timeout=budget)
-
-    fut = asyncio.wrap_future(_parse_pool().submit(job))
-    while True:
-        done, _ = await asyncio.wait({fut}, timeout=0.25)
-        if done:
-            return fut.result()
-        if budget > 0 and started and time.monotonic() - started[0] > budget + PARSE_GRACE:
-            raise ParseTimeoutError(f"{name}: reading it took longer than {budget:g} s (RAG_PARSE_TIMEOUT); "
-                                    "split the file or send a simpler copy")
-
-
 def _pipeline_or_empty(request: Request) -> Pipeline:
     # Uploads also work on an empty service (no index yet): the first upload creates it. The caller's view:
     # its update checks the principal may write each document's collection (api/scoped.py).
@@ -240,7 +198,8 @@ async def upload(request: Request, settings: SettingsDep,
         authorize_upload(request, meta["collection"], fixed_id or name)
     if read and (run_async or await jobs.wants_job(read, settings)):
         job_id = await run_in_threadpool(request.app.state.jobs.submit, read, [(f, e.message) for f, e in failed],
-                                         {**meta, "doc_id": fixed_id}, caller_owner(request, settings))
+                                         {**meta, "doc_id": fixed_id, "by": jobs.submitter(request)},
+                                         caller_owner(request, settings))
         return jobs.accepted(job_id)
     for name, data in read:
         try:

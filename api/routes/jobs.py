@@ -1,9 +1,10 @@
 """Upload jobs (issue 21): GET /v1/jobs/{id} (status, progress, per-file errors, the documents written),
-GET /v1/jobs (the latest). A job is made by POST /v1/documents?async=true or by an upload too big to answer
-within the request (api/jobs.py).
+GET /v1/jobs (the latest), DELETE /v1/jobs/{id} (cancel one queued or still parsing: nothing of it is written;
+409 once it ended or is writing to the index). A job is made by POST /v1/documents?async=true or by an upload
+too big to answer within the request (api/jobs.py).
 
 They need write access, as the upload did (a key once RAG_API_KEYS is set, else this machine and the same
-origin); a caller with a key sees only its own jobs.
+origin); a caller with a key sees only its own jobs, and cancels one only while it may write the job's collection.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api.access import check_write, principal_of
 from api.deps import WriteAccess
 from api.followup import caller_owner
 from api.jobs import JobRunner
@@ -44,7 +46,7 @@ class Progress(BaseModel):
 
 class JobOut(BaseModel):
     job_id: str
-    status: str  # queued | running | done | failed
+    status: str  # queued | running | done | failed | cancelled
     stage: str = ""  # parsing | indexing while running
     created: str
     started: str | None = None
@@ -96,3 +98,15 @@ async def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200)) -> l
     """The latest upload jobs, newest first (kept 7 days after they end)."""
     owner = caller_owner(request, request.app.state.settings)
     return [job_out(j) for j in await run_in_threadpool(_runner(request).store.list, owner, limit)]
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut, responses={409: {"model": ErrorResponse}})
+async def cancel_job(request: Request, job_id: str = ID) -> JobOut:
+    """Cancel a job that is queued or still parsing: its parse stops, nothing of it is written, its status is
+    ``cancelled``. 409 when it has ended or is already writing its documents to the index (one atomic switch);
+    404 for an unknown job or another key's."""
+    runner = _runner(request)
+    owner = caller_owner(request, request.app.state.settings)
+    job = await run_in_threadpool(runner.store.get, job_id, owner)
+    check_write(principal_of(request), str(job["meta"].get("collection", "default")))
+    return job_out(await run_in_threadpool(runner.cancel, job_id, owner))

@@ -932,8 +932,8 @@
     ).then(function () { $("upload-btn").disabled = false; });
   }
 
-  // A big upload (or a long scan) is a background job (202): poll GET /v1/jobs/{id} until it is done or failed,
-  // showing the files and OCR pages done so far.
+  // A big upload (or a long scan) is a background job (202): poll GET /v1/jobs/{id} until it is done, failed or
+  // cancelled, showing the files and OCR pages done so far.
   function followJob(location, name, headers, status) {
     return new Promise(function (resolve) {
       function fail(e) {
@@ -952,8 +952,8 @@
             loadDocuments();
             loadHealth();
             resolve();
-          } else if (job.status === "failed") {
-            fail(new ApiError(job.message || "后台处理失败", 0));
+          } else if (job.status === "failed" || job.status === "cancelled") {
+            fail(new ApiError(job.message || (job.status === "cancelled" ? "已取消" : "后台处理失败"), 0));
           } else {
             setText(status, "正在后台处理 " + name + "…" + (p.pages_total ? "（识别第 " + p.pages_done + "/"
               + p.pages_total + " 页）" : job.stage === "indexing" ? "（写入索引）" : ""));

@@ -85,3 +85,8 @@ class ConverterError(UnreadableFileError):
 class JobQueueFullError(RagError):
     """Too many upload jobs are queued or running (``RAG_MAX_QUEUED_JOBS``): retry when some have finished
     (maps to 503)."""
+
+
+class JobStateError(RagError):
+    """An upload job cannot do what was asked in its state: cancelling one that ended or is writing to the
+    index (maps to 409)."""
