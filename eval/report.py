@@ -7,8 +7,8 @@ from typing import Any
 
 COLS = ["n", "hit@1", "hit@5", "recall@5", "recall@10", "mrr@10", "ndcg@10", "evidence@5", "ms_p50", "ms_p95",
         "rerank_ms_p50", "rerank_ms_p95"]
-ANS = ["n", "em", "f1", "f1_answered", "f1_text", "contains", "cit_precision", "cit_recall", "answerable_accuracy",
-       "refusal_accuracy",
+ANS = ["n", "em", "f1", "f1_answered", "f1_text", "contains", "cit_precision", "cit_recall", "article@1", "validity",
+       "answerable_accuracy", "refusal_accuracy",
        "degraded", "ms_p50", "ms_p95", "llm_ms_p50", "llm_ms_p95"]
 STAGES = ["n", *(f"{st}_ms_{q}" for st in ("embed", "retrieve", "rerank", "generate", "judge", "llm")
                 for q in ("p50", "p95"))]

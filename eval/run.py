@@ -245,7 +245,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k in rs[0] if k.startswith(("recall@", "hit@", "mrr", "ndcg", "evidence@"))]
-    keys += ["em", "f1", "f1_answered", "f1_text", "contains", "cit_precision", "cit_recall", "degraded"]
+    keys += ["em", "f1", "f1_answered", "f1_text", "contains", "cit_precision", "cit_recall", "degraded", "article@1",
+             "validity"]
     agg: dict[str, Any] = {"n": len(rs)}
     for k in keys:
         vals = [r[k] for r in rs if k in r]
@@ -316,7 +317,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # 3. RGB zh: noise robustness (positives + negatives) and negative rejection (negatives only).
         if "rgb" in args.sets:
             rows += rgb_rows(settings, embedder, Path(tmp), args.rgb_limit, llm_runs, args.llm_limit, reranker, judge)
-        # 4. The same questions through the LLM generator (--llm / --llm-url), while the indexes exist.
+        # 4. Issue-17 corpus: 16 公文 in every loader format (scans OCR'd), structure and validity questions;
+        # eval/corpus17/score.py writes DIR/corpus17.md (by question kind)
+        if "corpus17" in args.sets:
+            from eval.corpus17.score import evaluate as corpus17
+
+            rows += corpus17(settings, embedder, Path(tmp) / "corpus17", out, reranker)
+        # 5. The same questions through the LLM generator (--llm / --llm-url), while the indexes exist.
         if args.llm or args.llm_url:
             rows += llm_rows(args, llm_runs)
     metrics = summarize(rows)
@@ -367,7 +374,7 @@ def main() -> None:
     ap.add_argument("--no-peer", action="store_true", help="skip the txtai peer baseline")
     ap.add_argument("--judge", action="store_true", help="also score every extractive answer after the "
                     "EmbeddingGemma refusal judge (RAG_JUDGE_MIN_COS; `make gemma`)")
-    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "cjrc", "rgb", "multiturn"])
+    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "cjrc", "rgb", "multiturn", "corpus17"])
     ap.add_argument("--rerank", choices=["auto", "gemma", "none"], default="auto",
                     help="hybrid+rerank rows: auto = when EmbeddingGemma is installed (`make gemma`)")
     ap.add_argument("--llm", choices=["0.5b", "1.5b"], help="also answer with the local Qwen GGUF (llama.cpp server "
@@ -379,7 +386,7 @@ def main() -> None:
     m = run(ap.parse_args())
     print(json.dumps({ds: {s: {k: v for k, v in x.items() if k in ("n", "hit@1", "hit@5", "recall@5", "mrr@10",
                                                                     "f1", "contains", "refusal_accuracy",
-                                                                    "answerable_accuracy")}
+                                                                    "answerable_accuracy", "article@1", "validity")}
                            for s, x in d.items()} for ds, d in m.items()}, ensure_ascii=False, indent=1))
 
 
