@@ -11,6 +11,11 @@ ever lost? Prints one JSON report.
   with SIGKILL at fractions of a reference job and once the job reports ``stage: indexing``; then the index is
   checked the same way, the server restarted, and the job followed to its end: it must be resumed to ``done``
   (or be ``done`` already) with every document searchable by id.
+* ``sync``: the same files one by one as synchronous uploads while the server is killed (scripts/kill9_sync.py):
+  every acknowledged (201) upload is kept.
+
+``--keys`` (issue 20): the server gets a keys file made in the temporary folder (never kept) and
+RAG_READ_KEYS_REQUIRED=true; the uploads and job polls send an editor's key (scripts/kill9_sync.py).
 
 Hash embedder by default (``--embedder sbert`` for the real model; slower, same checks). Every wait is bounded.
 """
@@ -33,6 +38,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from kill9_sync import Keys, keys_enforced, listed, sync_part  # noqa: E402
 
 from rag.index import store  # noqa: E402
 from tests.conftest import SEEDS, start_server, stop_server  # noqa: E402
@@ -102,30 +109,32 @@ def cli_part(base: Path, folder: Path, work: Path, old: set[str], new: set[str],
             "killed": sum(t["killed"] for t in trials)}
 
 
-def upload(url: str, folder: Path) -> str:
+def upload(url: str, folder: Path, keys: Keys) -> str:
     files = [("files", (p.name, p.read_bytes(), "text/plain")) for p in sorted(folder.iterdir())]
-    r = httpx.post(url + "/v1/documents?async=true", files=files, timeout=300)
+    r = httpx.post(url + "/v1/documents?async=true", files=files, data=keys.form, headers=keys.writer, timeout=300)
     if r.status_code != 202:
         raise RuntimeError(f"upload: {r.status_code} {r.text[:300]}")
     return str(r.headers["location"])
 
 
-def follow(url: str, where: str, timeout: float) -> dict[str, Any]:
+def follow(url: str, where: str, timeout: float, keys: Keys) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        job: dict[str, Any] = httpx.get(url + where, timeout=30).json()
+        job: dict[str, Any] = httpx.get(url + where, headers=keys.writer, timeout=30).json()
         if job["status"] in ("done", "failed") or time.monotonic() > deadline:
             return job
         time.sleep(0.2)
 
 
-def job_part(base: Path, folder: Path, work: Path, old: set[str], new: set[str], env: dict[str, str]) -> dict[str, Any]:
+def job_part(base: Path, folder: Path, work: Path, old: set[str], new: set[str], env: dict[str, str],
+             keys: Keys) -> dict[str, Any]:
     ref = work / "job-ref"
     shutil.copytree(base, ref, symlinks=True)
     proc, url = start_server(ref, env, timeout=600)
     try:
+        auth = keys_enforced(url, keys)
         t0 = time.monotonic()
-        job = follow(url, upload(url, folder), 1800)
+        job = follow(url, upload(url, folder, keys), 1800, keys)
         full = time.monotonic() - t0
     finally:
         stop_server(proc)
@@ -137,12 +146,12 @@ def job_part(base: Path, folder: Path, work: Path, old: set[str], new: set[str],
         shutil.copytree(base, index, symlinks=True)
         proc, url = start_server(index, env, timeout=600)
         try:
-            where = upload(url, folder)
+            where = upload(url, folder, keys)
             t0 = time.monotonic()
             deadline = t0 + (full * at if isinstance(at, float) else full * 3)
             seen: dict[str, Any] = {}
             while time.monotonic() < deadline:
-                seen = httpx.get(url + where, timeout=30).json()
+                seen = httpx.get(url + where, headers=keys.writer, timeout=30).json()
                 if seen["status"] in ("done", "failed") or (at == "indexing" and seen["stage"] == "indexing"):
                     break
                 time.sleep(0.05)
@@ -158,31 +167,36 @@ def job_part(base: Path, folder: Path, work: Path, old: set[str], new: set[str],
         proc, url = start_server(index, env, timeout=600)
         try:
             trial["restart_s"] = round(time.monotonic() - t1, 1)
-            first = httpx.get(url + where, timeout=30).json()
+            first = httpx.get(url + where, headers=keys.writer, timeout=30).json()
             trial["on_restart"] = f"{first['status']} (attempts {first['attempts']})"
-            end = follow(url, where, 1800)
+            end = follow(url, where, 1800, keys)
             trial["final"] = f"{end['status']} (attempts {end['attempts']}) {end['message'][:80]}".strip()
             trial["done_after_restart_s"] = round(time.monotonic() - t1, 1)
-            docs = {d["doc_id"] for d in httpx.get(url + "/v1/documents", timeout=60).json()["documents"]}
+            docs = listed(url, keys)
             trial["documents"] = "old+new" if docs == old | new else f"{len(docs - old)}/{len(new)} new"
         finally:
             stop_server(proc)
         trials.append(trial)
     lost = sum(t["documents"] != "old+new" for t in trials)
-    return {"reference_s": round(full, 1), "trials": trials, "jobs_lost": lost}
+    return {"reference_s": round(full, 1), "trials": trials, "jobs_lost": lost, "auth": auth}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=400)
     ap.add_argument("--embedder", default="hash")
-    ap.add_argument("--parts", default="cli,job")
+    ap.add_argument("--parts", default="cli,job", help="any of cli, job, sync")
+    ap.add_argument("--keys", action="store_true", help="Keys configured: a keys file, read keys required")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     env = {"RAG_EMBEDDER": a.embedder, "RAG_RATE_LIMIT_PER_MINUTE": "0", "RAG_MAX_UPLOAD_MB": "100"}
-    report: dict[str, Any] = {"docs": a.docs, "embedder": a.embedder, "load_before": os.getloadavg()}
+    report: dict[str, Any] = {"docs": a.docs, "embedder": a.embedder, "keys": a.keys, "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="kill9-") as tmp:
         work = Path(tmp)
+        keys = Keys()
+        if a.keys:
+            keys = Keys.make(work / "keys.toml")
+            env.update({"RAG_KEYS_FILE": str(work / "keys.toml"), "RAG_READ_KEYS_REQUIRED": "true"})
         base = work / "base"
         if cli_run(SEEDS, base, env).wait(timeout=1800) != 0:
             raise RuntimeError("seeds ingest failed")
@@ -192,7 +206,9 @@ def main() -> None:
         if "cli" in parts:
             report["cli"] = cli_part(base, work / "corpus", work, old, new, env)
         if "job" in parts:
-            report["job"] = job_part(base, work / "corpus", work, old, new, env)
+            report["job"] = job_part(base, work / "corpus", work, old, new, env, keys)
+        if "sync" in parts:
+            report["sync"] = sync_part(base, work / "corpus", work, old, env, keys)
     report["load_after"] = os.getloadavg()
     text = json.dumps(report, ensure_ascii=False)
     print(text)

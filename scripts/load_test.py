@@ -8,9 +8,14 @@ per endpoint, server RSS start/end/max).
     python scripts/load_test.py --serve data/index --clients 50 --seconds 60
     # soak: run for --soak-seconds, sampling the server's RSS every --sample-every seconds: `make soak`
     python scripts/load_test.py --serve data/index --clients 10 --soak-seconds 600
+    # with keys configured (issue 20): the server reads KEYS, every request sends the key in $RAG_LOAD_KEY
+    RAG_READ_KEYS_REQUIRED=true RAG_LOAD_KEY=rk_... python scripts/load_test.py --serve data/index \
+        --keys-file /tmp/keys.toml --key-env RAG_LOAD_KEY
 
 Every loop is bounded by time (--seconds / --soak-seconds) and count (--max-requests). Without --pid the
-RSS comes from the server's own /metrics (process_resident_memory_bytes).
+RSS comes from the server's own /metrics (process_resident_memory_bytes). With --key-env the report's ``auth``
+says who the key is (GET /v1/me), what a request without it got, and that a search with it finds results.
+The key is read from the environment, never from the command line (it would show in the process list).
 """
 
 from __future__ import annotations
@@ -62,9 +67,10 @@ def loopback_only(url: str) -> None:
     sys.exit(f"refusing to load-test {host!r}: only loopback addresses (127.0.0.0/8, ::1, localhost)")
 
 
-def serve(index_dir: Path, embedder: str | None) -> tuple[subprocess.Popen, str, Path]:
+def serve(index_dir: Path, embedder: str | None, keys_file: Path | None = None) -> tuple[subprocess.Popen, str, Path]:
     """The API over INDEX_DIR on a free loopback port, rate limit off (the tests' own launcher)."""
-    env = {"RAG_RATE_LIMIT_PER_MINUTE": "0", **({"RAG_EMBEDDER": embedder} if embedder else {})}
+    env = {"RAG_RATE_LIMIT_PER_MINUTE": "0", **({"RAG_EMBEDDER": embedder} if embedder else {}),
+           **({"RAG_KEYS_FILE": str(keys_file.resolve())} if keys_file else {})}
     proc, base = start_server(index_dir, env, timeout=300)
     return proc, base, Path(proc.log_path)  # type: ignore[attr-defined]
 
@@ -111,8 +117,21 @@ def cpu_s(pid: int | None) -> float | None:
         return None
 
 
+async def auth_check(client: httpx.AsyncClient, base: str, query: str) -> dict[str, Any]:
+    """Keys are really on: who the key is, what the same search without it gets, and that it finds results."""
+    me = await client.get(base + "/v1/me")
+    async with httpx.AsyncClient(timeout=client.timeout) as anonymous:
+        bare = await anonymous.post(base + "/v1/search", json={"query": query})
+    found = await client.post(base + "/v1/search", json={"query": query})
+    who = me.json() if me.status_code == 200 else {}
+    return {"principal": who.get("name"), "role": who.get("role"), "collections": who.get("collections"),
+            "with_key": found.status_code, "results_with_key": len(found.json().get("results", []))
+            if found.status_code == 200 else 0, "without_key": bare.status_code}
+
+
 async def run(base: str, clients: int, seconds: float, pid: int | None, sample_every: float, top_k: int,
-              endpoints: list[str], timeout: float, max_requests: int, warmup: int = 4) -> dict[str, Any]:
+              endpoints: list[str], timeout: float, max_requests: int, warmup: int = 4,
+              key: str = "") -> dict[str, Any]:
     qs = questions()
     lat: dict[str, list[float]] = {e: [] for e in endpoints}
     status: dict[str, int] = {}
@@ -120,7 +139,11 @@ async def run(base: str, clients: int, seconds: float, pid: int | None, sample_e
     count = 0
     samples: list[tuple[float, float]] = []
     limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+    headers = {"X-API-Key": key} if key else {}
+    auth: dict[str, Any] | None = None
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, headers=headers) as client:
+        if key:
+            auth = await auth_check(client, base, qs[0])
         for i in range(warmup):  # not measured: lazy initialisation (tokenizer dictionaries, first batch)
             await client.post(f"{base}/v1/{endpoints[i % len(endpoints)]}", json={"query": qs[i % len(qs)]})
         t0 = time.monotonic()
@@ -181,6 +204,7 @@ async def run(base: str, clients: int, seconds: float, pid: int | None, sample_e
                       "max": max(mem) if mem else None, "source": f"/proc/{pid}" if pid else "/metrics",
                       "samples": samples},
         "error_samples": errors[:5],
+        "auth": auth,
         # the machine while it ran: load average (1, 5, 15 min) and the CPU share the server got (2.0 = 2 cores)
         "loadavg": {"start": [round(x, 2) for x in load0], "end": [round(x, 2) for x in load1],
                     "cores": os.cpu_count()},
@@ -205,16 +229,21 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=2_000_000)
     ap.add_argument("--warmup", type=int, default=4, help="Unmeasured requests before the clock starts")
     ap.add_argument("--out", type=Path, help="Also write the JSON report here")
+    ap.add_argument("--keys-file", type=Path, help="With --serve: the server's RAG_KEYS_FILE (issue 20)")
+    ap.add_argument("--key-env", metavar="VAR", help="Send the key held in environment variable VAR (X-API-Key)")
     a = ap.parse_args()
     if not (1 <= a.clients <= 1000 and 0 < a.seconds <= 7200 and 0 <= a.soak_seconds <= 7200):
         sys.exit("--clients 1..1000, --seconds and --soak-seconds up to 7200")
     endpoints = [e.strip() for e in a.endpoints.split(",") if e.strip() in ("search", "ask")]
     if not endpoints:
         sys.exit("--endpoints: search and/or ask")
+    key = os.environ.get(a.key_env, "") if a.key_env else ""
+    if a.key_env and not key:
+        sys.exit(f"--key-env: environment variable {a.key_env} is empty or not set")
     proc = None
     log = None
     if a.serve:
-        proc, base, log = serve(a.serve, a.embedder)
+        proc, base, log = serve(a.serve, a.embedder, a.keys_file)
         pid = a.pid or proc.pid
     else:
         base, pid = a.url.rstrip("/"), a.pid
@@ -222,7 +251,7 @@ def main() -> None:
     seconds = a.soak_seconds or a.seconds
     try:
         report = asyncio.run(run(base, a.clients, seconds, pid, a.sample_every, a.top_k, endpoints, a.timeout,
-                                 a.max_requests, max(0, min(a.warmup, 100))))
+                                 a.max_requests, max(0, min(a.warmup, 100)), key))
     finally:
         if proc is not None:
             stop_server(proc)
