@@ -1,16 +1,9 @@
 """Follow-up questions made standalone before retrieval (issue 16): pure logic, no index, no HTTP.
 
-``resolve(question, history)`` returns the query to search and answer. Rules first, no LLM needed:
-
-* a pronoun (他/她/它/其/该…/这个…, he/she/it/his/its/they) is replaced by its antecedent in the previous
-  turn: a person question's subject (``鄂尔多斯实验室的主任``, plus the short answer's name when it gave one), or
-  the previous question's first named thing; ``该实验室`` by the previous noun phrase ending in ``实验室``;
-* an elliptical follow-up (``那新型研发机构呢？``, ``2023年呢？``, ``what about X?``, a bare noun phrase) re-asks
-  the previous question about the new thing: the previous phrase with the same head noun (``技术转移机构``),
-  else the same kind of name (place, organisation, person, year), is replaced by it; failing that the previous
-  question's named things are put in front of it;
-* a bare measure or wh-phrase (``多少家？``) is asked of the previous question's subject;
-* anything else is a self-contained question and is left alone (a topic switch is never rewritten).
+``resolve(question, history)`` returns the query to search and answer. Rules first, no LLM needed
+(``rag/answer/followup_rules.py``): a pronoun is replaced by its antecedent, an elliptical follow-up re-asks the
+previous question with one slot replaced, a short question with no subject of its own is asked of the previous
+subject, and a question that states its own subject (a topic switch) is left alone.
 
 A follow-up also carries the previous turn's cited documents (``Resolution.doc_ids``); ``prefer_documents``
 moves their hits up a little. With ``condense`` (a callable sending chat messages to an LLM) the follow-up is
@@ -18,7 +11,7 @@ rewritten by a condense-question prompt instead, and that rewrite is used only w
 question's own terms and looks like one question; on any error, timeout or failed check the rule result
 stands (with a warning).
 
-May import: ``rag.core`` (and jieba, which it already uses).
+May import: ``rag.core`` and ``rag.answer.followup_rules``.
 """
 
 from __future__ import annotations
@@ -29,30 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import jieba.posseg as pseg
-
-from rag.core.text import has_cjk, normalize, tokenize
+from rag.answer.followup_rules import DEMONSTRATIVE, PERSON_PRON, THING_PRON, WH, Turn, rewrite, toks, topic
+from rag.core.text import normalize, tokenize
 from rag.core.types import Hit
 
 logger = logging.getLogger(__name__)
 
 Condense = Callable[[list[dict[str, Any]]], str]
-
-
-@dataclass
-class Turn:
-    """One earlier exchange: the question as asked, the standalone query it was answered with (when known),
-    the answer, its short answer and the documents it cited."""
-
-    question: str
-    answer: str = ""
-    query: str = ""
-    short_answer: str = ""
-    doc_ids: list[str] = field(default_factory=list)
-
-    @property
-    def standalone(self) -> str:
-        return self.query or self.question
 
 
 @dataclass
@@ -67,246 +43,6 @@ class Resolution:
     @property
     def rewritten(self) -> bool:
         return self.query != self.question
-
-
-# -- tokens ----------------------------------------------------------------------------------------------------
-@dataclass
-class _Tok:
-    word: str  # as in the original text
-    flag: str
-    start: int
-    end: int
-    norm: str  # simplified
-
-
-def _t2s(text: str) -> str:
-    n = normalize(text) if has_cjk(text) else text
-    return n if len(n) == len(text) else text
-
-
-def _toks(text: str) -> list[_Tok]:
-    """jieba POS tokens of the simplified text, each with its span (and words) in the original."""
-    simp = _t2s(text)
-    out, pos = [], 0
-    for w in pseg.cut(simp):
-        end = pos + len(w.word)
-        out.append(_Tok(text[pos:end], w.flag, pos, end, w.word))
-        pos = end
-    return out
-
-
-_PUNCT = "？?！!。.，,；;：: \t\n\"'“”「」"
-PERSON_PRON = {"他", "她", "他们", "她们"}
-THING_PRON = {"它", "它们", "其"}
-DEMONSTRATIVE = {"该", "此", "这个", "那个", "这家", "这所", "这项", "这些", "那些", "这", "本", "这一", "该项"}
-WH = {"谁", "哪位", "什么", "哪些", "哪个", "哪", "多少", "几", "几个", "何时", "哪里", "怎样", "如何", "怎么",
-      "是否", "为什么", "何", "哪年", "多久", "多大", "几家", "多少家"}
-_NOMINAL = ("n", "nr", "ns", "nt", "nz", "nrt", "nrfg", "j", "l", "b", "vn", "eng", "an", "ng", "i")
-_NAME_FLAGS = {"ns": "place", "nt": "org", "nz": "org", "nr": "person", "nrfg": "person", "nrt": "person"}
-_YEAR = re.compile(r"^(?:19|20)\d\d年?$")
-_ELLIPSIS = re.compile(r"^(?:那么?|还有|那要是|然后|而|另外)?\s*(?P<x>.+?)\s*"
-                       r"(?:呢|怎么样|如何|情况如何|的情况呢?)[？?。.!！]*$")
-_PERSON_Q = re.compile(r"(?:是|为|叫|担任)?(?:谁|哪位|何人|什么人)[？?。.]*$|^(?:谁|哪位)")
-
-
-def _strip(text: str) -> str:
-    return text.strip().strip(_PUNCT)
-
-
-def _nominal(t: _Tok) -> bool:
-    return t.flag.startswith(_NOMINAL) or t.flag in ("v", "vn") and len(t.norm) > 1 and t.norm not in ("是", "有")
-
-
-def _np_ending_at(toks: list[_Tok], i: int) -> tuple[int, int]:
-    """(first, last) token index of the noun phrase ending with token ``i``: nominal words (and
-    two-character verbs inside compounds such as 技术转移机构) back to a particle, measure or wh-word."""
-    j = i
-    while j - 1 >= 0:
-        t = toks[j - 1]
-        if t.norm in WH or t.norm in DEMONSTRATIVE or not _nominal(t) or t.flag in ("q", "m", "u", "uj", "ul"):
-            break
-        j -= 1
-    return j, i
-
-
-def _entities(toks: list[_Tok]) -> list[_Tok]:
-    return [t for t in toks if t.flag in _NAME_FLAGS or _YEAR.match(t.norm)]
-
-
-def _kind(t: _Tok) -> str:
-    if _YEAR.match(t.norm):
-        return "year"
-    return _NAME_FLAGS.get(t.flag, "")
-
-
-def _topic(prev: str) -> str:
-    """The previous question's first named thing with the nouns around it (``鄂尔多斯实验室``), else its
-    first noun phrase."""
-    toks = _toks(_strip(prev))
-    for i, t in enumerate(toks):
-        if t.flag in _NAME_FLAGS or t.flag in ("n", "j", "nz", "eng"):
-            k = i
-            while k + 1 < len(toks) and toks[k + 1].flag in ("n", "j", "nz", "ns", "nt", "l", "eng"):
-                k += 1
-            return prev_text(toks, i, k)
-    return _strip(prev)
-
-
-def prev_text(toks: list[_Tok], a: int, b: int) -> str:
-    return "".join(t.word for t in toks[a:b + 1])
-
-
-def _subject(prev: str) -> str:
-    """The previous question without its wh-part: ``鄂尔多斯实验室的主任是谁？`` -> ``鄂尔多斯实验室的主任``."""
-    s = _strip(prev)
-    s2 = _PERSON_Q.sub("", _t2s(s))
-    if s2 != _t2s(s) and s2:
-        return s[:len(s2)] if _t2s(s).startswith(s2) else s[len(s) - len(s2):]
-    toks = _toks(s)
-    for i, t in enumerate(toks):  # cut at the wh-word and the verb before it (是/有/为)
-        if t.norm in WH and i > 0:
-            j = i
-            while j > 0 and toks[j - 1].norm in ("是", "有", "为", "共", "了", "的"):
-                j -= 1
-            return prev_text(toks, 0, j - 1) or s
-    return s
-
-
-def _person(prev: Turn) -> str:
-    q = prev.standalone
-    if _PERSON_Q.search(_t2s(_strip(q))):
-        subj = _subject(q)
-        name = _strip(prev.short_answer)
-        if name and len(name) <= 8 and not re.search(r"\d", name) and name not in subj:
-            return subj + name
-        return subj
-    for t in _toks(prev.standalone + " " + prev.short_answer):
-        if t.flag in ("nr", "nrfg", "nrt"):
-            return t.word
-    return _subject(q)
-
-
-# -- Chinese rules ---------------------------------------------------------------------------------------------
-def _zh(question: str, prev: Turn) -> tuple[str, str] | None:
-    q = question.strip()
-    toks = _toks(q)
-    words = [t.norm for t in toks]
-    pq = prev.standalone
-    # pronouns and demonstratives
-    for i, t in enumerate(toks):
-        if t.flag != "r" and t.norm not in DEMONSTRATIVE:
-            continue
-        if t.norm in PERSON_PRON:
-            return q[:t.start] + _person(prev) + q[t.end:], "pronoun"
-        if t.norm in THING_PRON:
-            rep = _topic(pq) + ("的" if t.norm == "其" and not q[t.end:].startswith("的") else "")
-            return q[:t.start] + rep + q[t.end:], "pronoun"
-        if t.norm in DEMONSTRATIVE and i + 1 < len(toks) and _nominal(toks[i + 1]):
-            noun = toks[i + 1]
-            ptoks = _toks(_strip(pq))
-            for k, pt in enumerate(ptoks):
-                if pt.norm == noun.norm or (len(noun.norm) > 1 and pt.norm.endswith(noun.norm)):
-                    a, b = _np_ending_at(ptoks, k)
-                    return q[:t.start] + prev_text(ptoks, a, b) + q[noun.end:], "pronoun"
-            return q[:t.start] + _topic(pq) + "的" + q[noun.start:], "pronoun"
-    # elliptical: 那X呢 / X呢 / a bare noun phrase
-    m = _ELLIPSIS.match(q)
-    x = m.group("x") if m else ""
-    core = [t for t in toks if t.norm.strip(_PUNCT)]
-    if not x and core and len(_strip(q)) <= 12 and all(_nominal(t) for t in core) and not set(words) & WH:
-        x = _strip(q)
-    if x:
-        return _substitute(_strip(x), pq), "ellipsis"
-    # a bare measure or wh-phrase: 多少家？ 是谁？ 什么时候？
-    if core and len(_strip(q)) <= 8 and all(t.norm in WH or t.flag in ("m", "q", "v", "r", "d", "u", "uj", "ul")
-                                            for t in core):
-        return _subject(pq) + _strip(q) + "？", "measure"
-    return None
-
-
-def _substitute(x: str, prev: str) -> str:
-    """``prev`` re-asked about ``x``: the phrase of ``prev`` with x's head noun, else the name of x's kind, is
-    replaced by x; else prev's names are put before x."""
-    p = _strip(prev)
-    ptoks, xtoks = _toks(p), _toks(x)
-    xnom = [t for t in xtoks if _nominal(t)]
-    if xnom:
-        head = xnom[-1].norm
-        for k in range(len(ptoks) - 1, -1, -1):
-            if ptoks[k].norm == head or (len(head) > 1 and ptoks[k].norm.endswith(head)):
-                a, b = _np_ending_at(ptoks, k)
-                if prev_text(ptoks, a, b) == x:
-                    break
-                return prev_text(ptoks, 0, a - 1) + x + prev_text(ptoks, b + 1, len(ptoks)) + "？"
-    kinds = {_kind(t) for t in xtoks} - {""}
-    if len(xtoks) <= 3 and kinds:
-        for k, pt in enumerate(ptoks):
-            if _kind(pt) in kinds:
-                return prev_text(ptoks, 0, k - 1) + x + prev_text(ptoks, k + 1, len(ptoks)) + "？"
-        if "year" in kinds:
-            return x + p + "？"
-    names = [t.word for t in _entities(ptoks) if t.norm not in normalize(x)]
-    return "".join(names) + x + "？" if names else x + "（" + p + "）"
-
-
-# -- English rules ---------------------------------------------------------------------------------------------
-_EN_ABOUT = re.compile(r"^(?:and\s+)?(?:what|how)\s+about\s+(?P<x>.+?)[?.!]*$|^and\s+(?P<y>[^?]+?)\?*$", re.I)
-_EN_PERSON = re.compile(r"\b(he|she|him|his|her|hers)\b", re.I)
-_EN_THING = re.compile(r"\b(it|its|they|them|their)\b", re.I)
-_EN_WH_PERSON = re.compile(r"^\s*who(?:'s|\s+is|\s+was|\s+are|\s+were)?\s+", re.I)
-_EN_STOP = {"how", "many", "much", "what", "which", "who", "the", "a", "an", "of", "has", "have", "did", "does",
-            "do", "is", "are", "was", "were", "in", "for", "to", "by", "on", "at", "when", "where", "and"}
-
-
-def _en_topic(prev: str) -> str:
-    m = re.search(r"(?<!^)\b((?:the\s+)?[A-Z][\w-]*(?:\s+(?:of\s+)?[A-Z][\w-]*)*)", prev.strip())
-    return m.group(1) if m else _en_subject(prev)
-
-
-def _en_subject(prev: str) -> str:
-    s = prev.strip().rstrip("?.! ")
-    s2 = _EN_WH_PERSON.sub("", s)
-    if s2 != s:
-        return s2
-    words = [w for w in s.split() if w.lower() not in _EN_STOP]
-    return " ".join(words)
-
-
-def _en(question: str, prev: Turn) -> tuple[str, str] | None:
-    q = question.strip()
-    pq = prev.standalone.strip()
-    m = _EN_ABOUT.match(q)
-    if m:
-        x = (m.group("x") or m.group("y") or "").strip()
-        words = pq.rstrip("?.! ").split()
-        xw = x.split()
-        head = xw[-1].lower().rstrip("s") if xw else ""
-        for k in range(len(words) - 1, -1, -1):
-            if head and words[k].lower().rstrip("s,") == head:
-                a = k
-                while a - 1 >= 0 and words[a - 1].lower() not in _EN_STOP:
-                    a -= 1
-                return " ".join([*words[:a], x, *words[k + 1:]]) + "?", "ellipsis"
-        if x[:1].isupper():  # a name: replaces the previous question's first name
-            topic = _en_topic(pq)
-            if topic and topic in pq and topic != _en_subject(pq):
-                return pq.replace(topic, x, 1), "ellipsis"
-        return f"{x} ({_en_subject(pq)})?", "ellipsis"
-    if _EN_PERSON.search(q):
-        person = _en_subject(pq) if _EN_WH_PERSON.match(pq) else _en_topic(pq)
-        if prev.short_answer and _EN_WH_PERSON.match(pq) and len(prev.short_answer) <= 40:
-            person = f"{person} {prev.short_answer}"
-
-        def rep(mm: re.Match[str]) -> str:
-            return person + ("'s" if mm.group(1).lower() in ("his", "hers") else "")
-        return _EN_PERSON.sub(rep, q, count=1), "pronoun"
-    if _EN_THING.search(q):
-        topic = _en_topic(pq)
-
-        def rep2(mm: re.Match[str]) -> str:
-            return topic + ("'s" if mm.group(1).lower() in ("its", "their") else "")
-        return _EN_THING.sub(rep2, q, count=1), "pronoun"
-    return None
 
 
 # -- the entry point -------------------------------------------------------------------------------------------
@@ -326,7 +62,7 @@ def rule_rewrite(question: str, history: Sequence[Turn]) -> Resolution:
         return Resolution(question, q)
     prev = history[-1]
     try:
-        got = _zh(q, prev) if has_cjk(q) else _en(q, prev)
+        got = rewrite(q, prev)
     except Exception:  # noqa: BLE001 - a rule that trips leaves the question as asked
         logger.exception("follow-up rules failed on %r", q)
         got = None
@@ -443,11 +179,11 @@ def suggest(question: str, passages: Sequence[str], asked: Sequence[str] = (), n
             unit = m.group("unit")
             wh = "多少" if unit in ("%", "倍") else "多少" + unit
             q = clause[:m.start()] + wh + clause[m.end():] + "？"
-            if _toks(clause)[0].flag[:1] in ("v", "d", "p"):  # no subject of its own: the question's topic,
-                topic = _topic(question)  # when the passage is about it
-                if normalize(topic) not in normalize(text):
+            if toks(clause)[0].flag[:1] in ("v", "d", "p"):  # no subject of its own: the question's topic,
+                about = topic(question)  # when the passage is about it
+                if normalize(about) not in normalize(text):
                     continue
-                q = topic + q
+                q = about + q
             k = _key(q)
             if k in seen:
                 continue

@@ -71,6 +71,65 @@ def test_self_contained_questions_are_left_alone(prev: str, question: str) -> No
     assert not r.rewritten
 
 
+@pytest.mark.parametrize(("prev", "question", "expected"), [
+    # the attribute asked about is replaced (not the whole question put in brackets after X)
+    ("乌兰察布智能算力项目的总投资是多少？", "总建筑面积呢？", "乌兰察布智能算力项目的总建筑面积是多少？"),
+    ("国家乳业技术创新中心拥有几个研究中心？", "服务平台呢？", "国家乳业技术创新中心拥有几个服务平台？"),
+    # ... and the measure word of the old attribute goes with it; a year keeps its 年
+    ("2023年呼和浩特市新增了多少个自治区级技术转移载体？", "那技术经纪人呢？",
+     "2023年呼和浩特市新增了多少技术经纪人？"),
+    # a level replaces the level
+    ("该公司团队中有多少名初级技术经纪人？", "中级的呢？", "该公司团队中有多少名中级技术经纪人？"),
+    ("呼和浩特市目前拥有多少个国家级创新平台？", "市级呢？", "呼和浩特市目前拥有多少个市级创新平台？"),
+    # a place replaces the whole place name, not one of its tokens
+    ("中科赤峰产业创新研究院柔性引进了多少名中国科学院专家？", "呼伦贝尔市呢？",
+     "呼伦贝尔市产业创新研究院柔性引进了多少名中国科学院专家？"),
+    # names kept whole
+    ("内蒙古工业大学科创中心智能装备研究院的院长是谁？", "该研究院组建了国内首支什么科研团队？",
+     "内蒙古工业大学科创中心智能装备研究院组建了国内首支什么科研团队？"),
+    ("乌海市氢冶金研究孵化中心是内蒙古与哪家单位共同打造的？", "它促成落地的是什么技术工艺？",
+     "乌海市氢冶金研究孵化中心促成落地的是什么技术工艺？"),
+    # no subject of its own: the previous question's subject, without the attribute it asked for
+    ("简耘科技自研的马铃薯全生命周期决策模型可实现节肥多少？", "产量能提升多少？",
+     "简耘科技自研的马铃薯全生命周期决策模型产量能提升多少？"),
+])
+def test_the_slot_the_follow_up_fills(prev: str, question: str, expected: str) -> None:
+    assert rule_rewrite(question, [Turn(prev)]).query == expected
+
+
+@pytest.mark.parametrize(("prev", "question"), [
+    # a question with its own subject and question word is new, whatever it opens with
+    (DIRECTOR, "那么内蒙古的科技进步贡献率如何？"),
+    ("呼和浩特市共培育了多少家技術轉移機構？", "那內蒙古打造了多少個產業集群呢？"),
+    (TRANSFER, "那鄂尔多斯市新增了多少家“三清零”企业？"),
+    ("How much special funding does the strategic research institute co-built with the Chinese Academy of "
+     "Engineering receive each year?",
+     "And how many key laboratories in Inner Mongolia have achieved original results?"),
+])
+def test_topic_switches_are_not_dragged_back(prev: str, question: str) -> None:
+    r = rule_rewrite(question, [Turn(prev, doc_ids=["000.txt"])])
+    assert (r.query, r.method, r.doc_ids) == (question, "none", [])
+
+
+def test_a_pronoun_chain_keeps_its_person() -> None:
+    first = Turn("金宇保灵的研发平台总监是谁？", short_answer="李劫")
+    second = rule_rewrite("他曾在哪所大学就职？", [first])
+    assert second.query == "金宇保灵的研发平台总监李劫曾在哪所大学就职？"  # not 金宇 (jieba's cut of 金宇保灵)
+    h = [first, Turn("他曾在哪所大学就职？", query=second.query)]
+    assert rule_rewrite("他是哪一年回国的？", h).query == "金宇保灵的研发平台总监李劫是哪一年回国的？"
+    en = [Turn("Who is the R&D platform director at Jinyu Baoling?")]
+    q2 = rule_rewrite("Which university did he work at before?", en).query
+    assert q2 == "Which university did the R&D platform director at Jinyu Baoling work at before?"
+    en.append(Turn("Which university did he work at before?", query=q2))
+    assert rule_rewrite("When did he return to China?", en).query == \
+        "When did the R&D platform director at Jinyu Baoling return to China?"
+    r = rule_rewrite("Who is its assistant director?", [Turn(
+        "How many projects has the Hohhot Innovation Center of the Beijing-Tianjin-Hebei National Technology "
+        "Innovation Center matched?")])
+    assert r.query == ("Who is the Hohhot Innovation Center of the Beijing-Tianjin-Hebei National Technology "
+                       "Innovation Center's assistant director?")  # the English name kept whole
+
+
 def test_no_history_no_rewrite() -> None:
     assert rule_rewrite("他是哪所大学的教授？", []).query == "他是哪所大学的教授？"
 
@@ -127,7 +186,12 @@ def test_condense_error_or_timeout_falls_back_to_rules() -> None:
 
 def test_condense_not_called_for_a_self_contained_question() -> None:
     calls: list[object] = []
-    r = resolve("内蒙古打造了多少个产业集群？", [Turn(DIRECTOR)], condense=lambda m: calls.append(m) or "x")
+
+    def llm(messages: list[dict[str, object]]) -> str:
+        calls.append(messages)
+        return "x"
+
+    r = resolve("内蒙古打造了多少个产业集群？", [Turn(DIRECTOR)], condense=llm)
     assert r.method == "none" and calls == []
 
 

@@ -157,8 +157,9 @@ def test_feedback_stored_per_turn(conv: tuple[str, Path, str]) -> None:
         {"rating": "up", "comment": ""}
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT rating FROM feedback WHERE conversation_id = ?", (cid,)).fetchall() == [("up",)]
-    for bad, status in [({"turn": 2}, 404), ({"conversation_id": "f" * 32}, 404), ({"rating": "meh"}, 422),
-                        ({"turn": "1"}, 422)]:
+    cases: list[tuple[dict[str, Any], int]] = [({"turn": 2}, 404), ({"conversation_id": "f" * 32}, 404),
+                                               ({"rating": "meh"}, 422), ({"turn": "1"}, 422)]
+    for bad, status in cases:
         body = {"conversation_id": cid, "turn": 1, "rating": "up", **bad}
         assert httpx.post(f"{base}/v1/feedback", json=body, timeout=10).status_code == status, bad
 
@@ -175,6 +176,41 @@ def test_ask_with_history_english_and_self_contained(conv: tuple[str, Path, str]
                                           "history": hist}, timeout=60).json()
     assert b["rewrite"] == "none" and b["query_used"] == "京蒙两地政府是什么时候签订《全面深化京蒙协作框架协议》的？"
     assert "2023年6月" in _found(b, ORDOS)
+
+
+@pytest.mark.parametrize(("before", "switch", "doc", "evidence"), [
+    (DIRECTOR, "那么内蒙古的科技进步贡献率如何？", "002_4d3571df8ef6d925.txt", "55%以上"),
+    ("鄂爾多斯實驗室的主任是誰？", "那內蒙古打造了多少個產業集群呢？", "004_89306360670bd32d.txt", "8大產業集群"),
+    ("Who is the director of the Ordos Laboratory?", "And how many industrial clusters has Inner Mongolia built?",
+     None, None),
+])
+def test_a_topic_switch_is_not_dragged_back(conv: tuple[str, Path, str], before: str, switch: str,
+                                            doc: str | None, evidence: str | None) -> None:
+    """A new question after an Ordos one, in each language (opened with 那么 / 那…呢 / And, which the rules
+    once took for an ellipsis): searched as asked, the Ordos document not preferred."""
+    base, _, _ = conv
+    hist = [{"question": before, "doc_ids": [ORDOS]}]
+    a = httpx.post(f"{base}/v1/ask", json={"query": switch, "history": hist}, timeout=60).json()
+    assert (a["query_used"], a["rewrite"]) == (switch, "none")
+    alone = httpx.post(f"{base}/v1/ask", json={"query": switch}, timeout=60).json()
+    assert [p["chunk_id"] for p in a["passages"]] == [p["chunk_id"] for p in alone["passages"]]
+    if doc is not None and evidence is not None:
+        assert a["passages"][0]["doc_id"] == doc and evidence in _found(a, doc)
+
+
+@pytest.mark.parametrize(("before", "follow_up", "expected", "doc", "evidence"), [
+    ("乌兰察布智能算力项目的总投资是多少？", "总建筑面积呢？", "乌兰察布智能算力项目的总建筑面积是多少？", ORDOS,
+     "4万平方米"),
+    ("內蒙古科信科技創新推廣有限公司團隊中有多少名初級技術經紀人？", "中級的呢？",
+     "內蒙古科信科技創新推廣有限公司團隊中有多少名中級技術經紀人？", "003_925fbcf3af44d05b.txt", "中级技术经纪人5名"),
+])
+def test_an_elliptical_follow_up_is_resolved(conv: tuple[str, Path, str], before: str, follow_up: str,
+                                           expected: str, doc: str, evidence: str) -> None:
+    base, _, _ = conv
+    a = httpx.post(f"{base}/v1/ask", json={"query": follow_up, "history": [{"question": before}]},
+                   timeout=60).json()
+    assert (a["query_used"], a["rewrite"]) == (expected, "rules")
+    assert evidence in _found(a, doc)
 
 
 def test_bad_input(conv: tuple[str, Path, str]) -> None:
