@@ -1,9 +1,11 @@
 """Multi-turn conversations over the seeds (issue 16): first-turn and follow-up accuracy, with and without
 follow-up resolution.
 
-``python -m eval.multiturn [--out DIR]`` (``make eval`` runs it too: ``eval.run`` calls ``evaluate`` on its
-seed pipeline) answers every conversation of ``eval/gold/multiturn.jsonl`` over the seed index, with the rule
-reader (the served default, ``RAG_READER=rules``), twice:
+``python -m eval.multiturn [--out DIR] [--gold FILE ...]`` (``make eval`` runs it too: ``eval.run`` calls
+``evaluate`` on its seed pipeline) answers every conversation of two sets over the seed index: the tuning set
+``eval/gold/multiturn.jsonl`` (the one whose failures the rules were fixed from) and the held-out set
+``eval/gold/multiturn_heldout.jsonl`` (written before those fixes and never tuned on), with the rule reader
+(the served default, ``RAG_READER=rules``), twice:
 
 * resolution on: the production follow-up path without an LLM (``api/followup.start``): the earlier turns as
   the conversation store keeps them (question, answer, standalone query, short answer, cited documents),
@@ -35,7 +37,9 @@ from rag.answer import answering
 from rag.answer.conversation import Resolution, Turn, resolve, trim
 
 logger = logging.getLogger("eval.multiturn")
-GOLD = ROOT / "eval" / "gold" / "multiturn.jsonl"
+GOLD = ROOT / "eval" / "gold" / "multiturn.jsonl"  # the tuning set: the rules' failures on it were analysed
+HELDOUT = ROOT / "eval" / "gold" / "multiturn_heldout.jsonl"  # written before the rules were changed, not tuned on
+SETS = {"tuning": GOLD, "heldout": HELDOUT}
 KINDS = ("ellipsis", "pronoun", "self", "switch")
 _MARK = re.compile(r"\[\d+\]")
 
@@ -155,24 +159,35 @@ def table(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(p: Any, out: Path, gold: Path = GOLD, reader: str = "rules") -> dict[str, Any]:
-    """Score every conversation with ``reader`` (restored after); writes DIR/multiturn.{json,md,jsonl}."""
+def evaluate(p: Any, out: Path, golds: dict[str, Path] | None = None, reader: str = "rules") -> dict[str, Any]:
+    """Score every conversation of each set (``SETS``: the tuning set and the held-out set) with ``reader``
+    (restored after); writes DIR/multiturn.json (a summary per set), multiturn_turns.jsonl (every turn, with its
+    set) and multiturn.md (one table per set)."""
+    golds = golds or SETS
     served = p.generator
     p.generator = p.generators.get(reader, served)
+    summaries: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    md = [f"# Multi-turn conversations (reader {reader})\n"]
     try:
-        convs = load(gold)
-        rows = [r for c in convs for r in conversation_rows(p, c)]
+        for name, path in golds.items():
+            convs = load(path)
+            set_rows = [r | {"set": name} for c in convs for r in conversation_rows(p, c)]
+            s = summarize(set_rows)
+            summaries[name] = s
+            rows += set_rows
+            md.append(f"## {name}: `{path.name}`, {len(convs)} conversations\n\n" + table(s))
+            logger.info("multi-turn %s: first %.3f, follow-up %.3f with resolution, %.3f without; switches "
+                        "rewritten %d", name, s["on"]["first"]["correct"], s["on"]["follow_up"]["correct"],
+                        s["off"]["follow_up"]["correct"], s["on"]["switch_dragged_back"])
     finally:
         p.generator = served
-    s = summarize(rows)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "multiturn.json").write_text(json.dumps(s, ensure_ascii=False, indent=1))
+    (out / "multiturn.json").write_text(json.dumps(summaries, ensure_ascii=False, indent=1))
     with open(out / "multiturn_turns.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    (out / "multiturn.md").write_text(f"# Multi-turn conversations ({len(convs)}, reader {reader})\n\n" + table(s))
-    logger.info("multi-turn: first %.3f, follow-up %.3f with resolution, %.3f without", s["on"]["first"]["correct"],
-                s["on"]["follow_up"]["correct"], s["off"]["follow_up"]["correct"])
-    return s
+    (out / "multiturn.md").write_text("\n".join(md))
+    return summaries
 
 
 def main() -> None:
@@ -185,8 +200,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     ap = argparse.ArgumentParser(prog="python -m eval.multiturn")
     ap.add_argument("--out", default=str(ROOT / "eval" / "reports" / "multiturn"))
-    ap.add_argument("--gold", default=str(GOLD))
+    ap.add_argument("--gold", nargs="*", default=None,
+                    help="gold files to score (default: the tuning set and the held-out set)")
     args = ap.parse_args()
+    golds = {Path(g).stem: Path(g) for g in args.gold} if args.gold else SETS
     settings = Settings()  # the served defaults: rule reader, no reranker
     docs, _ = load_path(ROOT / "seeds")
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,8 +212,8 @@ def main() -> None:
         emb = create_embedder(settings.embedder, settings.models_dir, settings.model_name, settings.dtype,
                               settings.batch_size)
         p = make_pipeline(settings, emb, docs, Path(tmp) / "seed")
-        s = evaluate(p, Path(args.out), Path(args.gold), settings.reader)
-    print(table(s))
+        evaluate(p, Path(args.out), golds, settings.reader)
+    print((Path(args.out) / "multiturn.md").read_text())
 
 
 if __name__ == "__main__":

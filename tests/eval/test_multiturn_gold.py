@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from eval.metrics import norm_answer
-from eval.multiturn import KINDS, load, summarize
+from eval.multiturn import HELDOUT, KINDS, load, summarize
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
@@ -21,9 +23,23 @@ def test_gold_conversations_cover_every_kind_and_language() -> None:
             assert kinds[(lang, kind)] >= 1, (lang, kind)
 
 
-def test_gold_answers_are_in_the_documents_they_name() -> None:
+def test_held_out_set_is_new_and_covers_every_kind_and_language() -> None:
+    """eval/gold/multiturn_heldout.jsonl: written before the rules were fixed from the tuning set's failures;
+    none of its questions is in the tuning set."""
+    held, tuning = load(HELDOUT), load()
+    assert len(held) >= 30 and len({c.cid for c in held}) == len(held)
+    assert not {c.cid for c in held} & {c.cid for c in tuning}
+    assert not {t.question for c in held for t in c.turns} & {t.question for c in tuning for t in c.turns}
+    kinds = Counter((c.lang, t.kind) for c in held for t in c.turns[1:])
+    for lang in ("zh-Hans", "zh-Hant", "en"):
+        for kind in KINDS:
+            assert kinds[(lang, kind)] >= 1, (lang, kind)
+
+
+@pytest.mark.parametrize("path", [None, HELDOUT], ids=["tuning", "heldout"])
+def test_gold_answers_are_in_the_documents_they_name(path: Path | None) -> None:
     texts = {p.name: norm_answer(p.read_text(encoding="utf-8")) for p in SEEDS.iterdir()}
-    for c in load():
+    for c in (load(path) if path else load()):
         for t in c.turns:
             for doc in t.docs:
                 assert any(norm_answer(a) in texts[doc] for a in t.answers), (c.cid, t.question, doc)
