@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rag.core.config import Settings
 from rag.core.errors import RagError
+from rag.core.types import Filters
 
 app = typer.Typer(help="Policy-document retrieval and cited QA.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -81,27 +82,54 @@ def _pipeline(index_dir: Path | None):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from e
 
 
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Validity on this day (YYYY-MM-DD) instead of today: "
+                                                       "the documents in force then")]
+SupersededOpt = Annotated[bool, typer.Option("--include-superseded",
+                                             help="Also repealed and expired documents (cited ones are flagged)")]
+
+
+def _filters(as_of: str | None, include_superseded: bool) -> Filters | None:
+    """The validity filters of ``--as-of`` / ``--include-superseded`` (None: the defaults, documents in force)."""
+    import datetime as dt
+
+    if as_of is not None:
+        try:
+            as_of = dt.date.fromisoformat(as_of.strip()).isoformat()
+        except ValueError as e:
+            console.print(f"[red]error:[/] --as-of {as_of!r} is not a date: give YYYY-MM-DD, e.g. 2022-06-01")
+            raise typer.Exit(2) from e
+    if as_of is None and not include_superseded:
+        return None
+    return Filters(as_of=as_of, include_superseded=True if include_superseded else None)
+
+
 @app.command()
 def search(query: str, top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5, mode: str = "hybrid",
-           index_dir: IndexOpt = None) -> None:
-    """Print the top passages for a query."""
+           index_dir: IndexOpt = None, as_of: AsOfOpt = None, include_superseded: SupersededOpt = False) -> None:
+    """Print the top passages for a query (with their article path, 第三章 > 第十二条, when the text has one)."""
+    filters = _filters(as_of, include_superseded)
     p = _pipeline(index_dir)
     try:
-        hits, _ = p.search(query, top_k, mode)
+        hits, _ = p.search(query, top_k, mode, filters=filters)
     except RagError as e:
         console.print(f"[red]error:[/] {e.message}")
         raise typer.Exit(2) from e
     for h in hits:
-        typer.echo(f"[{h.rank}] {h.score:.4f} {h.chunk.doc_id} {h.chunk.start}-{h.chunk.end}  {h.chunk.text[:120]}")
+        path = f" [{h.chunk.path}]" if h.chunk.path else ""
+        typer.echo(f"[{h.rank}] {h.score:.4f} {h.chunk.doc_id}{path} {h.chunk.start}-{h.chunk.end}  "
+                   f"{h.chunk.text[:120]}")
 
 
 @app.command()
 def ask(query: str, top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5, index_dir: IndexOpt = None,
-        as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Answer a question from the documents, with citations (or say it is not in them)."""
+        as_json: Annotated[bool, typer.Option("--json")] = False, as_of: AsOfOpt = None,
+        include_superseded: SupersededOpt = False) -> None:
+    """Answer a question from the documents, with citations (or say it is not in them). By default from the
+    documents in force today; ``--as-of`` answers as of a day."""
+    filters = _filters(as_of, include_superseded)
     p = _pipeline(index_dir)
     try:
-        a = p.ask(query, top_k)
+        a = p.ask(query, top_k, filters)
     except RagError as e:
         console.print(f"[red]error:[/] {e.message}")
         raise typer.Exit(2) from e
@@ -112,7 +140,8 @@ def ask(query: str, top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5, in
         return
     typer.echo(a.text if a.answerable else a.message)
     for c in a.citations:
-        typer.echo(f"  [{c.n}] {c.hit.chunk.doc_id} {c.quote_start}-{c.quote_end}: {c.quote}")
+        path = f" {c.hit.chunk.path}" if c.hit.chunk.path else ""
+        typer.echo(f"  [{c.n}] {c.hit.chunk.doc_id}{path} {c.quote_start}-{c.quote_end}: {c.quote}")
 
 
 @app.command()
