@@ -137,7 +137,10 @@ def _phrases(toks_: list[Tok]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     i = len(toks_) - 1
     while i >= 0:
-        if _noun(toks_[i]) and not _stop(toks_[i]):
+        t = toks_[i]
+        verbal_head = t.flag == "v" and len(t.norm) == 2 and 0 < i < len(toks_) - 1 and _noun(toks_[i - 1]) \
+            and toks_[i + 1].flag == "d"
+        if (_noun(t) or verbal_head) and not _stop(t):
             a, b = np_ending_at(toks_, i)
             out.append((a, b))
             i = a - 1
@@ -170,7 +173,7 @@ def topic(prev: str) -> str:
             while k + 1 < len(ts) and not _stop(ts[k + 1]) and (_nominal(ts[k + 1]) or _inner(ts, k + 1)) \
                     and not (ts[k + 1].flag in ("v", "b") and _kind(ts[k]) in ("place", "org", "person")):
                 k += 1
-            while k > i and ts[k].flag == "v":
+            while k > i and (ts[k].flag == "v" or (ts[k].flag == "vn" and k + 1 < len(ts) and ts[k + 1].norm == "的")):
                 k -= 1
             return text_of(ts, i, k)
     return strip(prev)
@@ -312,10 +315,10 @@ def substitute(x: str, prev: str) -> str:
                 if text_of(pts, a, b) == x:
                     break
                 return text_of(pts, 0, a - 1) + x + text_of(pts, b + 1, len(pts)) + "？"
-    kinds = {_kind(t) for t in xts} - {""}
+    kinds = {_kind(t) for t in xts if t.flag != "nz"} - {""}  # nz: jieba's catch-all (力争, 联合体)
     if len(xts) <= 3 and kinds:  # a name of the same kind, all its adjacent tokens
         for k, pt in enumerate(pts):
-            if _kind(pt) in kinds:
+            if _kind(pt) in kinds and pt.flag != "nz":
                 b = k
                 while kinds - {"year"} and b + 1 < len(pts) and _kind(pts[b + 1]) == _kind(pt):
                     b += 1
@@ -328,7 +331,7 @@ def substitute(x: str, prev: str) -> str:
         a, b = level
         return text_of(pts, 0, a - 1) + bare + text_of(pts, b + 1, len(pts)) + "？"
     phrases = _phrases(pts)
-    if phrases and not kinds:  # the attribute asked about: 总投资 -> 占地面积
+    if phrases and not kinds & {"place", "person", "year"}:  # the attribute asked about: 总投资 -> 占地面积
         a, b = phrases[-1]
         while a < b and _kind(pts[a]) in ("place", "org", "person"):
             a += 1  # the name the attribute belongs to stays: 内蒙古 绿氢 -> 内蒙古 储能装机
@@ -371,6 +374,30 @@ def en_subject(prev: str) -> str:
     return " ".join(words)
 
 
+_EN_ATTR = re.compile(r"^(?P<lead>(?:how\s+(?:many|much)|what(?:\s+is|\s+was|\s+are|'s)\s+the|which)\s+)"
+                      r"(?P<attr>.+?)(?P<rest>\s+(?:is|are|was|were|has|have|had|did|does|do|will|can|of|in|for)\b.*"
+                      r"|\s+\w+ed\b.*)$", re.I)
+
+
+def _en_slot(x: str, prev: str) -> str:
+    """``prev`` re-asked with its level word (``national-level`` for ``autonomous-region-level ones``) or the
+    attribute it asked about (``How many *key projects* is Hohhot …``) replaced by ``x``; "" if neither."""
+    p = prev.strip().rstrip("?.! ")
+    xw = x.split()
+    if len(xw) > 1 and xw[-1].lower() in ("one", "ones"):
+        mod = " ".join(xw[:-1])
+        suffix = mod.rsplit("-", 1)[-1].lower()
+        words = p.split()
+        for k, w in enumerate(words):
+            if "-" in mod and w.lower().endswith("-" + suffix):
+                return " ".join([*words[:k], mod, *words[k + 1:]]) + "?"
+    m = _EN_ATTR.match(p)
+    if m and xw[-1].lower() not in ("one", "ones"):
+        body = re.sub(r"^the\s+", "", x, flags=re.I)
+        return f"{m.group('lead')}{body}{m.group('rest')}?"
+    return ""
+
+
 def en(question: str, prev: Turn) -> tuple[str, str] | None:
     q = question.strip()
     pq = prev.standalone.strip()
@@ -392,7 +419,8 @@ def en(question: str, prev: Turn) -> tuple[str, str] | None:
             t = en_topic(pq)
             if t and t in pq and t != en_subject(pq):
                 return pq.replace(t, x, 1), "ellipsis"
-        return f"{x} ({en_subject(pq)})?", "ellipsis"
+        got = _en_slot(re.sub(r"^(?:its|their)\s+", "the ", x, flags=re.I), pq)
+        return (got or f"{x} ({en_subject(pq)})?"), "ellipsis"
     if _EN_PERSON.search(q):
         person = _stood_for(prev, {"he", "she", "him", "his", "her", "hers"}).removesuffix("'s")
         if not person:

@@ -92,6 +92,15 @@ def test_self_contained_questions_are_left_alone(prev: str, question: str) -> No
     # no subject of its own: the previous question's subject, without the attribute it asked for
     ("简耘科技自研的马铃薯全生命周期决策模型可实现节肥多少？", "产量能提升多少？",
      "简耘科技自研的马铃薯全生命周期决策模型产量能提升多少？"),
+    # a two-character verb before an adverb heads the attribute (产能 将); a verb before 的 is not in the name
+    ("到2025年內蒙古綠氫產能將達到多少？", "儲能裝機呢？", "到2025年內蒙古儲能裝機將達到多少？"),
+    ("鄂爾多斯實驗室研製的儲熱材料熱循環效率大於多少？", "它由哪所大學與鄂爾多斯市政府合作建設？",
+     "鄂爾多斯實驗室由哪所大學與鄂爾多斯市政府合作建設？"),
+    # English: the level word, the attribute asked about
+    ("How many national-level innovation platforms does Hohhot have?", "And autonomous-region-level ones?",
+     "How many autonomous-region-level innovation platforms does Hohhot have?"),
+    ("What is the total investment of the intelligent computing project in Ulanqab?", "What about its floor area?",
+     "What is the floor area of the intelligent computing project in Ulanqab?"),
 ])
 def test_the_slot_the_follow_up_fills(prev: str, question: str, expected: str) -> None:
     assert rule_rewrite(question, [Turn(prev)]).query == expected
