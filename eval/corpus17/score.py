@@ -149,7 +149,7 @@ def answer_row(q: Question, a: Answer, ms: float, reader: str, name: str = "corp
                            "type": q.kind, "ms": ms, "answerable": a.answerable, "short": a.short_answer,
                            "answer": a.text[:300],
                            "cited": top.hit.chunk.doc_id if top else "", "path": top.hit.chunk.path if top else "",
-                           "warnings": a.warnings}
+                           "warnings": a.warnings, **a.timings}
     if q.answers:
         row.update(f1=M.char_f1(a.short_answer, q.answers), em=M.exact_match(a.short_answer, q.answers),
                    contains=M.contains_any(a.text + " " + a.short_answer, q.answers))
