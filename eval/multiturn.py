@@ -2,10 +2,11 @@
 follow-up resolution.
 
 ``python -m eval.multiturn [--out DIR] [--gold FILE ...]`` (``make eval`` runs it too: ``eval.run`` calls
-``evaluate`` on its seed pipeline) answers every conversation of two sets over the seed index: the tuning set
-``eval/gold/multiturn.jsonl`` (the one whose failures the rules were fixed from) and the held-out set
-``eval/gold/multiturn_heldout.jsonl`` (written before those fixes and never tuned on), with the rule reader
-(the served default, ``RAG_READER=rules``), twice:
+``evaluate`` on its seed pipeline) answers every conversation of three sets over the seed index: the tuning set
+``eval/gold/multiturn.jsonl`` (the one whose failures the rules were fixed from) and two held-out sets
+(``multiturn_heldout.jsonl``, written before the first round of fixes; ``multiturn_heldout2.jsonl``, written
+before the second round and never tuned on), with the rule reader (the served default, ``RAG_READER=rules``),
+twice:
 
 * resolution on: the production follow-up path without an LLM (``api/followup.start``): the earlier turns as
   the conversation store keeps them (question, answer, standalone query, short answer, cited documents),
@@ -38,8 +39,11 @@ from rag.answer.conversation import Resolution, Turn, resolve, trim
 
 logger = logging.getLogger("eval.multiturn")
 GOLD = ROOT / "eval" / "gold" / "multiturn.jsonl"  # the tuning set: the rules' failures on it were analysed
-HELDOUT = ROOT / "eval" / "gold" / "multiturn_heldout.jsonl"  # written before the rules were changed, not tuned on
-SETS = {"tuning": GOLD, "heldout": HELDOUT}
+# Held-out sets, each written before a round of rule changes and measured before and after it: the first before
+# round 1 (its failures then informed round 2), the second before round 2 (never tuned on).
+HELDOUT = ROOT / "eval" / "gold" / "multiturn_heldout.jsonl"
+HELDOUT2 = ROOT / "eval" / "gold" / "multiturn_heldout2.jsonl"
+SETS = {"tuning": GOLD, "heldout": HELDOUT, "heldout2": HELDOUT2}
 KINDS = ("ellipsis", "pronoun", "self", "switch")
 _MARK = re.compile(r"\[\d+\]")
 
