@@ -22,17 +22,25 @@ question is held out (threshold fitting and the metrics below) when the first 8 
 
 
 def _stage(a: dict) -> str:
-    return (f"seed {a['seed']}; {a['n_hans']} zh-Hans + {a['n_hant']} zh-Hant + {a['n_en']} English questions, "
-            f"unanswerable share {a['neg_share']}; windows of {a['max_len']} tokens (stride 96); batch {a['batch']}; "
-            f"{a.get('steps') or a.get('stop_after') or a['max_steps']} steps of a {a.get('schedule') or a['max_steps']}-step "
-            f"schedule; AdamW lr {a['lr']} "
+    concise = (f", gold answers of at most {a['max_answer_chars']} characters (Chinese)"
+               if a.get("max_answer_chars") else "")
+    return (f"seed {a['seed']}; {a['n_hans']} zh-Hans + {a['n_hant']} zh-Hant + {a['n_en']} English questions"
+            f"{concise}, unanswerable share {a['neg_share']}; windows of {a['max_len']} tokens (stride 96); "
+            f"batch {a['batch']}; {a.get('steps') or a.get('stop_after') or a['max_steps']} steps of a "
+            f"{a.get('schedule') or a['max_steps']}-step schedule; AdamW lr {a['lr']} "
             f"(LoRA) / {a['head_lr']} (heads), 5% warmup, linear decay; {'bf16 autocast' if a.get('bf16') else 'fp32'}")
 
 
 def _stages(args: dict) -> str:
-    if "init_args" not in args:
+    """Stage 1, 2, ... from the nested ``init_args`` of each warm-started run."""
+    chain = [args]
+    while "init_args" in chain[-1]:
+        chain.append(chain[-1]["init_args"])
+    chain.reverse()
+    if len(chain) == 1:
         return "One stage: " + _stage(args) + "."
-    return "Stage 1: " + _stage(args["init_args"]) + ". Stage 2 (`--init` stage 1): " + _stage(args) + "."
+    return " ".join(f"Stage {i + 1}{f' (`--init` stage {i})' if i else ''}: {_stage(a)}."
+                    for i, a in enumerate(chain))
 
 
 def write_card(artifact: Path, base_install: dict, wall_min: float | None = None) -> Path:
@@ -72,7 +80,7 @@ ONNX file against the sha256 recorded at export and the export against `SHA256SU
 {DATA}
 
 ## Training
-Command: `make train` (two runs of `python -m training.train`, the second warm-started from the first, then \
+Command: `make train` (three runs of `python -m training.train`, each warm-started from the one before, then \
 `python -m training.export fit`; see the Makefile). {_stages(args)} \
 {f'Wall time {wall_min:.0f} min measured on this 2-core CPU (both stages, while other jobs shared the cores); '
    'uncontended, a 16-window step of 224 tokens runs at 3.2 windows/s fp32 and 4.1 bf16, so about 42 + 56 min.' if wall_min else ''}

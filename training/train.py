@@ -39,6 +39,8 @@ def args_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-hant", type=int, default=1300)
     p.add_argument("--n-en", type=int, default=900)
     p.add_argument("--neg-share", type=float, default=0.2)
+    p.add_argument("--max-answer-chars", type=int, default=0, help="keep Chinese questions whose gold answer has "
+                   "at most this many characters (0 = all; stage 3 of `make train`: concise spans)")
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--alpha", type=int, default=32)
     p.add_argument("--lr", type=float, default=6e-4)
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     seed_all(a.seed)
     a.work.mkdir(parents=True, exist_ok=True)
     tok = features.load_tokenizer(str(a.base))
-    examples = data.build(a.n_hans, a.n_hant, a.n_en, a.neg_share, a.seed, "train")
+    examples = data.build(a.n_hans, a.n_hant, a.n_en, a.neg_share, a.seed, "train",
+                          max_answer_chars=a.max_answer_chars)
     feats = features.windows(tok, examples, a.max_len)
     n_rel = sum(f.relevant for f in feats)
     logger.info("%d windows (%d answer-bearing, %d null) from %d examples", len(feats), n_rel, len(feats) - n_rel,

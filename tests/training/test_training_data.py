@@ -42,3 +42,33 @@ def test_windows_label_the_answer_tokens_and_null_windows(real_tokenizer):
     assert real_tokenizer.decode(f.input_ids[f.start:f.end + 1]).replace(" ", "") == "1963年"
     nulls = [f for f in feats if not f.relevant]
     assert nulls and all(f.start == 0 and f.end == 0 for f in nulls)
+
+
+def _squad(path, lang_q, n):  # type: ignore[no-untyped-def]
+    import json
+
+    paras = []
+    for i in range(n):
+        short, long = f"{i}号", f"第{i}个很长很长的答案片段内容"
+        ctx = f"段落{i}讲了一件事。答案是{short}。另外说明：{long}。其余内容足够长足够长足够长足够长。"
+        paras.append({"context": ctx, "qas": [
+            {"id": f"{lang_q}_{i}_s", "question": f"问题{i}的编号？", "answers": [{"text": short,
+                                                                             "answer_start": ctx.index(short)}]},
+            {"id": f"{lang_q}_{i}_l", "question": f"问题{i}的说明？", "answers": [{"text": long,
+                                                                             "answer_start": ctx.index(long)}]}]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": paras}]}, ensure_ascii=False), encoding="utf-8")
+
+
+def test_concise_answer_filter_applies_to_training_only(tmp_path):
+    _squad(tmp_path / "cmrc2018_train" / "cmrc2018_train.filtered.json", "TRAIN", 120)
+    _squad(tmp_path / "policyqa_en" / "dev.json", "EN", 5)
+    _squad(tmp_path / "policyqa_en" / "test.json", "ENT", 5)
+    every = data.build(200, 40, 0, 0.0, 0, "train", tmp_path)
+    concise = data.build(50, 40, 0, 0.0, 0, "train", tmp_path, max_answer_chars=6)
+    assert max(len(e.answer) for e in every if e.lang != "en") > 6
+    zh = [e for e in concise if e.lang != "en"]
+    assert zh and all(len(e.answer) <= 6 for e in zh)
+    assert any(e.lang == "zh-Hant" for e in zh)
+    dev = data.build(200, 40, 0, 0.0, 0, "dev", tmp_path, max_answer_chars=6)  # the held-out split stays whole
+    assert max(len(e.answer) for e in dev if e.lang != "en") > 6
