@@ -1,7 +1,8 @@
-"""The bad-input list of tests/api/test_reliability.py with keys configured (issue 20, item 6), on a real uvicorn
-server on 127.0.0.1: a keys file (made in a temporary folder: an admin, an editor and a reader of collection
-``default``, where the list writes) and RAG_READ_KEYS_REQUIRED=true. Hash embedder (no answer in the list
-depends on the model), RAG_MAX_UPLOAD_MB=1 as on the list's own server.
+"""The bad-input list of tests/api/test_reliability.py, with the encrypted PDF and the PDF bomb of
+tests/api/test_upload_offloop.py, with keys configured (issue 20, item 6), on a real uvicorn server on
+127.0.0.1: a keys file (made in a temporary folder: an admin, an editor and a reader of collection ``default``,
+where the list writes) and RAG_READ_KEYS_REQUIRED=true. Hash embedder (no answer in the list depends on the
+model), RAG_MAX_UPLOAD_MB=1 as on the list's own server.
 
 1. With the editor's key every case gets the answer it gets without keys configured: the same status and the
    same word in the message.
@@ -20,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_reliability import BAD, HASH, UPLOAD_MB, Bad, Server, cli_ingest, launch
+from tests.api.test_reliability import BAD, HASH, UPLOAD_MB, Bad, Server, cli_ingest, launch, upload
 from tests.conftest import SEEDS
+from tests.ingest.test_hostile_files import encrypted, make_pdf, text_page
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +38,13 @@ BEFORE_AUTH = {
     "get-on-post-route": "405: no such method on the route",
     "path-traversal-doc-id": "404: no such path (%2F makes it /etc/passwd, outside /v1/documents/{doc_id})",
 }
+# the hostile files of tests/api/test_upload_offloop.py, as the list's cases
+FILES = [
+    Bad("upload-encrypted-pdf", "POST", "/v1/documents", 422, word="decrypted copy",
+        build=lambda: upload("locked.pdf", encrypted(make_pdf([text_page(0)]), "secret", "AES-256"))),
+    Bad("upload-pdf-bomb", "POST", "/v1/documents", 422, word="limit",
+        build=lambda: upload("bomb.pdf", make_pdf([b"BT (Hi) Tj ET " + b" " * (100 << 20)], compress=True))),
+]
 WRITE_ROUTES = ("/v1/documents",)
 CALLERS = ("editor", "no key", "invalid key", "reader")
 
@@ -89,7 +98,7 @@ def test_bad_input_with_keys_gets_the_same_4xx_and_auth_comes_first(
                "invalid key": {"X-API-Key": "rk_0badc0de_" + "x" * 43}, "reader": {"X-API-Key": keys["reader"]}}
     built: dict[str, dict[str, Any]] = {}
     rows, failures = [], []
-    for case in BAD:
+    for case in [*BAD, *FILES]:
         cells = []
         for caller in CALLERS if case.server == "write" else ("as listed",):  # the keys cases carry their own
             want, word = expected(case, caller)
@@ -105,7 +114,7 @@ def test_bad_input_with_keys_gets_the_same_4xx_and_auth_comes_first(
             cells = [f"{cells[0]} (the case's own header)", "", "", ""]
         rows.append(f"| {case.id} | {case.method} {case.path[:40]} | {case.status} | " + " | ".join(cells) + " |")
         assert srv.proc.poll() is None, "the server died:\n" + srv.output()[-3000:]
-    print("\n| case | request | without keys | " + " | ".join(CALLERS) + " |\n|---|---|---|---|---|---|---|\n"
+    print("\n| case | request | expected (keys off) | " + " | ".join(CALLERS) + " |\n|---|---|---|---|---|---|---|\n"
           + "\n".join(rows))
     assert not failures, "\n".join(failures)
     assert "Traceback" not in srv.output()
