@@ -31,8 +31,9 @@ def today() -> str:
 
 
 def normalise_number(number: str) -> str:
-    """``内政发[2023]12号`` and ``内政发（2023）12 号`` -> ``内政发〔2023〕12号`` (how 发文字号 are compared)."""
-    return _CLOSE.sub("〕", _OPEN.sub("〔", "".join(number.split())))
+    """``内政发[2023]12号``, ``内政发（2023）12 号`` and ``内政发〔2023〕12號`` -> ``内政发〔2023〕12号`` (how 发文字号
+    are compared)."""
+    return _CLOSE.sub("〕", _OPEN.sub("〔", "".join(number.split()))).replace("號", "号")
 
 
 def issued(meta: Mapping[str, Any]) -> str:

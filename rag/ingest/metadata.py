@@ -22,13 +22,16 @@ _D = r"(?P<d>\d{1,2}|[一二三四五六七八九十]{1,3})"
 DATE = re.compile(rf"{_Y}\s*年\s*{_M}\s*月\s*{_D}\s*日")
 ISO_DATE = re.compile(r"(?P<y>\d{4})[-./](?P<m>\d{1,2})[-./](?P<d>\d{1,2})")
 DOC_NUMBER = re.compile(r"(?P<org>[\u4e00-\u9fff]{1,14}?)\s*[〔\[［(（【](?P<year>\d{4})[〕\]］)）】]"
-                        r"\s*(?P<n>\d{1,5})\s*号")
+                        r"\s*(?P<n>\d{1,5})\s*(?P<hao>[号號])")
 DOC_TYPES = ("通知", "意见", "决定", "办法", "规定", "批复", "函", "报告", "通报", "公告", "通告", "方案",
              "规划", "细则", "条例", "规则", "决议", "命令", "纪要", "指引", "指南", "措施", "标准", "规范",
              "计划", "实施意见", "暂行办法", "辦法", "規定", "意見", "決定", "條例", "細則", "規劃", "報告",
              "規則", "決議", "紀要", "規範", "計劃")
 _TYPES = "|".join(DOC_TYPES)
 _TITLE = re.compile(rf"(?:关于|關於).{{2,80}}的(?:{_TYPES})$|^.{{0,40}}(?:{_TYPES})$")
+# a numbered heading inside the text (二、支持方向和标准, （一）…, 1. …, 第三条 …) is never the document's title
+_NUMBERED = re.compile(r"^(?:[一二三四五六七八九十]+[、.．]|[（(][一二三四五六七八九十\d]+[）)]|\d+[、.．)]"
+                       r"|第[一二三四五六七八九十百\d]+[章节条款編编])")
 ORGAN = re.compile(r"(?:人民政府|人民代表大会常务委员会|办公厅|办公室|委员会|政府|厅|局|部|委|院|署|中心"
                    r"|银行|总局|党委|党组|辦公廳|辦公室|委員會|廳)$")
 _EFFECTIVE = re.compile(rf"自\s*(?:{DATE.pattern}|(?P<since>发布|印发|公布|下发|發布|印發)之日)\s*起\s*"
@@ -80,7 +83,8 @@ def find_title(lines: list[str]) -> str:
             continue
         for k in (1, 2, 3):  # a wrapped title: its lines joined
             cand = "".join(head[i : i + k]).replace(" ", "")
-            if len(cand) <= 90 and _TITLE.search(cand) and not re.search(r"[。；！？]", cand):
+            if (len(cand) <= 90 and _TITLE.search(cand) and not re.search(r"[。；！？]", cand)
+                    and not _NUMBERED.match(cand)):
                 return cand
     return ""
 
@@ -111,7 +115,7 @@ def extract_metadata(text: str, title: str = "") -> dict[str, Any]:
         out["title"] = t
     m = DOC_NUMBER.search("\n".join(lines[:20])) or DOC_NUMBER.search(text)
     if m:
-        out["doc_number"] = f"{m.group('org')}〔{m.group('year')}〕{int(m.group('n'))}号"
+        out["doc_number"] = f"{m.group('org')}〔{m.group('year')}〕{int(m.group('n'))}{m.group('hao')}"
     issuer = find_issuer(t, lines)
     if issuer:
         out["issuer"] = issuer

@@ -67,3 +67,18 @@ def test_another_things_validity_is_not_the_documents():
             "《呼和浩特市就业补贴暂行办法》有效期5年。\n本通知自2024年1月1日起施行。")
     m = extract_metadata(text)
     assert m["date_effective"] == "2024-01-01" and "date_expires" not in m
+
+
+def test_traditional_document_number_is_read_and_compares_with_the_simplified_one():
+    from rag.core.docmeta import normalise_number
+
+    text = "示例市人民政府關於印發住房補貼辦法的通知\n示政發〔2024〕3號\n\n本辦法自2024年7月1日起施行。\n"
+    m = extract_metadata(text)
+    assert m["doc_number"] == "示政發〔2024〕3號"
+    assert normalise_number(m["doc_number"]).endswith("〔2024〕3号")
+
+
+def test_a_numbered_heading_is_not_the_title():
+    text = "二、支持方向和标准\n对新建项目给予补贴。\n（一）实施细则\n第三条 规定\n"
+    assert "title" not in extract_metadata(text)
+    assert extract_metadata(text, title="示例市产业扶持政策解读")["title"] == "示例市产业扶持政策解读"
