@@ -20,6 +20,7 @@ from rag.answer.llm import OpenAICompatGenerator
 from rag.conversations import ConversationStore
 from rag.core.config import Settings
 from rag.core.errors import InvalidInputError
+from rag.core.text import normalize
 
 logger = logging.getLogger("api")
 
@@ -43,21 +44,44 @@ def caller_owner(request: Request, settings: Settings) -> str:
     return principal_of(request).owner
 
 
-class PreferringPipeline:
-    """The pipeline, with search moving hits of the previous turn's documents up (a follow-up)."""
+def _same(a: str, b: str) -> bool:
+    return bool(a) and normalize(a).strip(" 。.，,？?") == normalize(b).strip(" 。.，,？?")
 
-    def __init__(self, pipeline: Any, doc_ids: list[str]) -> None:
+
+class PreferringPipeline:
+    """The pipeline for a follow-up: search moves hits of the previous turn's documents up, and an elliptical
+    follow-up is not given the previous turn's answer again. The rewrite (``那减免所得税呢？`` -> ``1105家企业
+    享受…加计扣除多少？`` with 减免所得税 in place of the attribute) keeps the previous question's words, and when
+    both answers sit in one sentence the reader picks the old one; then the same passages are read again for
+    the question as asked, and that answer is used when it differs."""
+
+    def __init__(self, pipeline: Any, doc_ids: list[str], resolution: Resolution | None = None) -> None:
         self._p = pipeline
         self._doc_ids = doc_ids
+        self._res = resolution
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._p, name)
 
     def search(self, query: str, top_k: int = 5, mode: str = "hybrid", timings: dict[str, float] | None = None,
                filters: Any = None, rerank: bool | None = None) -> tuple[list[Any], Any]:
+        if not self._doc_ids:
+            return self._p.search(query, top_k, mode, timings, filters, rerank)  # type: ignore[no-any-return]
         n = min(max(top_k * 2, top_k + 5), int(getattr(self._p.settings, "max_top_k", 100)))
         hits, qvec = self._p.search(query, max(n, top_k), mode, timings, filters, rerank)
         return prefer_documents(hits, self._doc_ids, top_k), qvec
+
+    def extractive(self, query: str, qvec: Any, hits: list[Any], timings: dict[str, float]) -> Any:
+        a = self._p.extractive(query, qvec, hits, timings)
+        r = self._res
+        if r is None or r.kind != "ellipsis" or not a.answerable or not _same(a.short_answer, r.previous_short):
+            return a
+        b = self._p.extractive(r.question.strip(), qvec, hits, timings)
+        if not b.answerable or not b.short_answer or _same(b.short_answer, r.previous_short):
+            return a
+        b.warnings = [*b.warnings, f"the rewritten query gave the previous answer again; answered "
+                                   f"{r.question.strip()!r} from the same passages"]
+        return b
 
 
 @dataclass
@@ -75,7 +99,8 @@ class FollowUp:
         return self.resolution.query
 
     def pipeline(self, pipeline: Any) -> Any:
-        return PreferringPipeline(pipeline, self.resolution.doc_ids) if self.resolution.doc_ids else pipeline
+        r = self.resolution
+        return PreferringPipeline(pipeline, r.doc_ids, r) if r.doc_ids or r.kind == "ellipsis" else pipeline
 
     def fields(self) -> dict[str, Any]:
         return {"conversation_id": self.conversation_id, "turn": self.turn, "query_used": self.resolution.query,

@@ -39,6 +39,7 @@ class Resolution:
     kind: str = ""  # pronoun | ellipsis | measure | "" (self-contained or no history)
     doc_ids: list[str] = field(default_factory=list)  # the previous turn's cited documents (follow-ups only)
     warnings: list[str] = field(default_factory=list)
+    previous_short: str = ""  # the previous turn's short answer (follow-ups only)
 
     @property
     def rewritten(self) -> bool:
@@ -72,7 +73,8 @@ def rule_rewrite(question: str, history: Sequence[Turn]) -> Resolution:
     query = re.sub(r"\s+", " ", query).strip()
     if not query or query == q:
         return Resolution(question, q)
-    return Resolution(question, query, "rules", kind, list(dict.fromkeys(prev.doc_ids)))
+    return Resolution(question, query, "rules", kind, list(dict.fromkeys(prev.doc_ids)),
+                      previous_short=prev.short_answer)
 
 
 def own_terms(question: str) -> list[str]:
@@ -139,7 +141,8 @@ def resolve(question: str, history: Sequence[Turn], condense: Condense | None = 
     if text == question.strip():
         return res if res.method == "rules" else Resolution(question, res.query)
     doc_ids = res.doc_ids or list(dict.fromkeys(history[-1].doc_ids))
-    return Resolution(question, text, "llm", res.kind or "llm", doc_ids, res.warnings)
+    return Resolution(question, text, "llm", res.kind or "llm", doc_ids, res.warnings,
+                      res.previous_short or history[-1].short_answer)
 
 
 def prefer_documents(hits: list[Hit], doc_ids: Sequence[str], top_k: int, lift: float = 2.5) -> list[Hit]:

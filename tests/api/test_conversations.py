@@ -190,9 +190,9 @@ def test_a_topic_switch_is_not_dragged_back(conv: tuple[str, Path, str], before:
     once took for an ellipsis): searched as asked, the Ordos document not preferred."""
     base, _, _ = conv
     hist = [{"question": before, "doc_ids": [ORDOS]}]
-    a = httpx.post(f"{base}/v1/ask", json={"query": switch, "history": hist}, timeout=60).json()
+    a = httpx.post(f"{base}/v1/ask", json={"query": switch, "history": hist}, timeout=180).json()
     assert (a["query_used"], a["rewrite"]) == (switch, "none")
-    alone = httpx.post(f"{base}/v1/ask", json={"query": switch}, timeout=60).json()
+    alone = httpx.post(f"{base}/v1/ask", json={"query": switch}, timeout=180).json()
     assert [p["chunk_id"] for p in a["passages"]] == [p["chunk_id"] for p in alone["passages"]]
     if doc is not None and evidence is not None:
         assert a["passages"][0]["doc_id"] == doc and evidence in _found(a, doc)
@@ -208,9 +208,21 @@ def test_an_elliptical_follow_up_is_resolved(conv: tuple[str, Path, str], before
                                            expected: str, doc: str, evidence: str) -> None:
     base, _, _ = conv
     a = httpx.post(f"{base}/v1/ask", json={"query": follow_up, "history": [{"question": before}]},
-                   timeout=60).json()
+                   timeout=180).json()
     assert (a["query_used"], a["rewrite"]) == (expected, "rules")
     assert evidence in _found(a, doc)
+
+
+def test_an_elliptical_follow_up_does_not_get_the_previous_answer_again(conv: tuple[str, Path, str]) -> None:
+    """Both amounts are in one sentence (享受研发费用税前加计扣除61.24亿元，减免所得税15.31亿元): the rewrite keeps
+    the previous question's words, so the reader is asked again for the question as asked."""
+    base, _, _ = conv
+    doc = "002_4d3571df8ef6d925.txt"
+    hist = [{"question": "1105家企业享受研发费用税前加计扣除多少？", "short_answer": "61.24亿元", "doc_ids": [doc]}]
+    a = httpx.post(f"{base}/v1/ask", json={"query": "减免所得税呢？", "history": hist}, timeout=180).json()
+    assert a["rewrite"] == "rules" and "减免所得税" in a["query_used"]
+    assert "减免所得税15.31亿元" in _found(a, doc)
+    assert a["answerable"] and "61.24" not in a["short_answer"], (a["short_answer"], a["warnings"])
 
 
 def test_bad_input(conv: tuple[str, Path, str]) -> None:
@@ -227,6 +239,22 @@ def test_bad_input(conv: tuple[str, Path, str]) -> None:
     a = httpx.post(f"{base}/v1/ask", json={"query": "他是哪所大学的教授？", "history": hist}, timeout=60).json()
     assert DIRECTOR_SCHOOL.fullmatch(a["query_used"])
     assert any("oldest 2 were dropped" in w for w in a["warnings"])
+
+
+def test_a_stored_conversation_over_the_limit_drops_its_oldest_turns(conv: tuple[str, Path, str]) -> None:
+    """The limit (3 here) applies to the turns read back from the store too: a fifth question of a stored
+    conversation is resolved against the last three, and says so; every turn stays stored."""
+    base, _, _ = conv
+    cid = None
+    for q in ["内蒙古科技进步贡献率达到了多少？", "鄂尔多斯实验室是什么时候揭牌的？", DIRECTOR, TRANSFER]:
+        a = httpx.post(f"{base}/v1/ask", json={"query": q, "conversation_id": cid}, timeout=180).json()
+        cid = a["conversation_id"]
+        assert not any("dropped" in w for w in a["warnings"]), a["warnings"]
+    a = httpx.post(f"{base}/v1/ask", json={"query": "那新型研发机构呢？", "conversation_id": cid}, timeout=180).json()
+    assert a["query_used"] == "呼和浩特市共培育了多少家新型研发机构？" and a["turn"] == 5
+    assert any("oldest 1 were dropped" in w for w in a["warnings"]), a["warnings"]
+    got = httpx.get(f"{base}/v1/conversations/{cid}", timeout=10).json()
+    assert [t["turn"] for t in got["turns"]] == [1, 2, 3, 4, 5]
 
 
 def test_retention_deleted_the_old_conversation(conv: tuple[str, Path, str]) -> None:
