@@ -7,10 +7,16 @@ transport errors, and every 4xx is a JSON body with a ``message``.
    hundreds of sentences (seconds each on 2 cores), so 1000 requests would not fit in a few minutes.
 2. The query routes with the real model over a copy of ``seed_index`` (tokenizer / embedding edge cases:
    odd Unicode, 1000-character queries, top_k up to 100), bounded by FUZZ_MODEL_SECONDS.
+3. The whole API again with keys configured (issue 20): a keys file (admin, an editor of collection
+   ``default``, a reader) and RAG_READ_KEYS_REQUIRED=true; four requests in five send the editor's key, the fifth
+   an invalid key (as X-API-Key or as a Bearer token), which must never get a 2xx. Every operation gets an
+   equal share of FUZZ_KEYED_SECONDS; at least FUZZ_KEYED_MIN_REQUESTS (1000, the issue's figure); the run in
+   bench/results/issue20_keys.md sets the three FUZZ_KEYED_* knobs.
 
 Knobs (env): FUZZ_EXAMPLES (max examples per operation and mode, default 60), FUZZ_MIN_REQUESTS (1000),
 FUZZ_SECONDS (150), FUZZ_MODEL_EXAMPLES (12), FUZZ_MODEL_SECONDS (90, split evenly over the 5 routes),
-FUZZ_SEED (default random; printed).
+FUZZ_KEYED_EXAMPLES (30), FUZZ_KEYED_MIN_REQUESTS (1000), FUZZ_KEYED_SECONDS (150), FUZZ_SEED (default random;
+printed).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,14 @@ MIN_REQUESTS = int(os.environ.get("FUZZ_MIN_REQUESTS", "1000"))
 BUDGET_S = float(os.environ.get("FUZZ_SECONDS", "150"))
 MODEL_EXAMPLES = int(os.environ.get("FUZZ_MODEL_EXAMPLES", "12"))
 MODEL_BUDGET_S = float(os.environ.get("FUZZ_MODEL_SECONDS", "90"))
+KEYED_EXAMPLES = int(os.environ.get("FUZZ_KEYED_EXAMPLES", "30"))
+KEYED_MIN_REQUESTS = int(os.environ.get("FUZZ_KEYED_MIN_REQUESTS", "1000"))
+KEYED_BUDGET_S = float(os.environ.get("FUZZ_KEYED_SECONDS", "150"))
+Caller = Callable[[int], tuple[str, dict[str, str]]]  # n-th request -> (who, headers)
+
+
+class OutOfTime(Exception):
+    """Raised past the operation's deadline: hypothesis stops generating at once (no shrink phase runs)."""
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +76,32 @@ def model_fuzz_server(seed_index: Path, tmp_path_factory: pytest.TempPathFactory
         srv.stop()
 
 
+@pytest.fixture(scope="module")
+def keyed_fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    """Hash-embedder server with a keys file (made here, in a temporary folder) and read keys required."""
+    from api.keys import add
+
+    tmp = tmp_path_factory.mktemp("fuzz_keyed")
+    r = cli_ingest(SEEDS, tmp / "index")
+    assert r.returncode == 0, r.stderr
+    keys = {name: add(tmp / "keys.toml", name, role, cols) for name, role, cols in
+            [("admin", "admin", ["*"]), ("editor-default", "editor", ["default"]), ("reader-a", "reader", ["A"])]}
+    srv = launch(tmp / "index", tmp / "server.log", {**HASH, "RAG_RATE_LIMIT_PER_MINUTE": "0",
+                                                      "RAG_KEYS_FILE": str(tmp / "keys.toml"),
+                                                      "RAG_READ_KEYS_REQUIRED": "true",
+                                                      "RAG_JOBS_DIR": str(tmp / "jobs")})
+    try:
+        yield srv, keys
+    finally:
+        srv.stop()
+
+
 def fuzz(srv: Server, examples: int, budget_s: float, min_requests: int = 0,
-         only: tuple[str, ...] = (), fair: bool = False) -> tuple[int, str]:
+         only: tuple[str, ...] = (), fair: bool = False, caller: Caller | None = None) -> tuple[int, str]:
     """Positive + negative cases for each operation (rounds until ``min_requests``, bounded by 4 rounds and
     ``budget_s``; ``fair``: each operation gets an equal share of the budget, so slow ones cannot starve the
-    rest). Fails on any 5xx, transport error or 4xx without a JSON ``message``."""
+    rest; ``caller``: the headers of the n-th request and who sends them, ``invalid`` ones must not get a
+    2xx). Fails on any 5xx, transport error or 4xx without a JSON ``message``."""
     import requests
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -74,7 +109,7 @@ def fuzz(srv: Server, examples: int, budget_s: float, min_requests: int = 0,
 
     base = srv.base
     schema = schemathesis.openapi.from_url(base + "/openapi.json", timeout=30)
-    ops = [r.ok() for r in schema.get_all_operations()]
+    ops = [r.ok() for r in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(ops) >= 10, [o.label for o in ops]
     if only:
         ops = [o for o in ops if o.label in only]
@@ -83,6 +118,7 @@ def fuzz(srv: Server, examples: int, budget_s: float, min_requests: int = 0,
 
     sent: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
+    by_caller: dict[str, Counter[int]] = {}
     failures: list[str] = []
     skipped: list[str] = []
     t_start = time.monotonic()
@@ -97,15 +133,20 @@ def fuzz(srv: Server, examples: int, budget_s: float, min_requests: int = 0,
         @given(case=op.as_strategy(generation_mode=mode))
         def one(case: Any) -> None:
             if time.monotonic() > op_deadline:
-                return
+                raise OutOfTime  # returning would still generate (slowly, on a busy CPU) every remaining example
+            who, headers = caller(sum(sent.values())) if caller else ("", {})
             try:
-                resp = case.call(base_url=base, session=session, timeout=60)
+                resp = case.call(base_url=base, session=session, headers=headers or None, timeout=60)
             except Exception as e:  # connection reset / timeout: the server misbehaved
                 failures.append(f"{op.label} [{mode.value}]: {type(e).__name__}: {e}\n"
                                 f"{case.as_curl_command()}")
                 return
             sent[op.label] += 1
             statuses[resp.status_code] += 1
+            by_caller.setdefault(who, Counter())[resp.status_code] += 1
+            if who.startswith("invalid") and resp.status_code < 400:
+                failures.append(f"{op.label} [{mode.value}] with an invalid key -> {resp.status_code}\n"
+                                f"{case.as_curl_command()}")
             if resp.status_code >= 500:
                 failures.append(f"{op.label} [{mode.value}] -> {resp.status_code} {resp.text[:300]}\n"
                                 f"{case.as_curl_command()}")
@@ -120,6 +161,8 @@ def fuzz(srv: Server, examples: int, budget_s: float, min_requests: int = 0,
 
         try:
             one()
+        except OutOfTime:
+            pass
         except Exception as e:  # e.g. no negative data exists for an operation without inputs
             skipped.append(f"{op.label} [{mode.value}]: {type(e).__name__}")
 
@@ -136,6 +179,8 @@ def fuzz(srv: Server, examples: int, budget_s: float, min_requests: int = 0,
     total = sum(sent.values())
     summary = (f"seed {run_seed}: {total} requests in {time.monotonic() - t_start:.0f} s, "
                f"statuses {dict(sorted(statuses.items()))}, per operation {dict(sent)}, skipped {skipped}")
+    if caller:
+        summary += ", by caller " + str({w: dict(sorted(c.items())) for w, c in sorted(by_caller.items())})
     print(summary)
     assert srv.proc.poll() is None, "the server died:\n" + srv.output()[-3000:]
     assert not failures, f"{len(failures)} failures ({summary}):\n" + "\n\n".join(failures[:10])
@@ -155,3 +200,16 @@ QUERY_ROUTES = ("POST /v1/search", "POST /v1/ask", "POST /v1/answer", "POST /v1/
 def test_schemathesis_query_routes_real_model_no_server_errors(model_fuzz_server: Server) -> None:
     total, summary = fuzz(model_fuzz_server, MODEL_EXAMPLES, MODEL_BUDGET_S, only=QUERY_ROUTES, fair=True)
     assert total >= 2 * len(QUERY_ROUTES), summary
+
+
+def test_schemathesis_whole_api_with_keys_no_server_errors(keyed_fuzz_server: tuple[Server, dict[str, str]]) -> None:
+    srv, keys = keyed_fuzz_server
+    editor = {"X-API-Key": keys["editor-default"]}
+    wrong = [{"X-API-Key": "rk_0badc0de_" + "x" * 43}, {"Authorization": "Bearer not-a-key-of-this-server"}]
+
+    def caller(n: int) -> tuple[str, dict[str, str]]:
+        return ("editor-default", editor) if n % 5 != 4 else ("invalid key", wrong[(n // 5) % 2])
+
+    total, summary = fuzz(srv, KEYED_EXAMPLES, KEYED_BUDGET_S, KEYED_MIN_REQUESTS, caller=caller, fair=True)
+    assert total >= KEYED_MIN_REQUESTS, summary
+    assert "'editor-default': {200:" in summary, summary  # the editor's key got some requests through
