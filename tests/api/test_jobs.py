@@ -28,6 +28,7 @@ from tests.ingest import docmaker as dm
 from tests.ingest.test_hostile_files import make_docx
 
 HASH_ENV = {"RAG_EMBEDDER": "hash", "RAG_RATE_LIMIT_PER_MINUTE": "0", "RAG_ASYNC_OCR_PAGES": "2"}
+RATIO_BOUND = 2.0  # during-job / idle search median (see test_search_keeps_answering_while_a_job_ocrs_a_scan)
 SCAN_TEXT = "关于加强草原生态保护补助奖励资金管理的通知。各旗县区人民政府要按照每亩每年七元五角的标准发放禁牧补助。"
 
 
@@ -126,30 +127,50 @@ def test_a_long_scan_goes_to_a_job_by_itself_with_ocr_page_progress(base: str) -
 
 
 def test_search_keeps_answering_while_a_job_ocrs_a_scan(base: str) -> None:
+    """The job parses in a niced worker process (api/parsing.py): searches meanwhile keep their idle pace.
+    Asserted: the median within ``RATIO_BOUND`` of idle, p95 under 1 s. Measured on the shared 2-core machine
+    (bench/results/issue21_remeasure.md, scripts/job_latency.py, load 6.5-17.6): the median ratio 0.69-1.64 in
+    13 runs with the worker process, 2.16-3.78 in 6 with the parse in a thread of the server; the p95 ratio
+    0.98-2.06 in 12 of the 13 (7.84 in one at load 17.6), 1.95-6.50 with the thread. The p95 ratio is printed,
+    not asserted: on this machine it swings with other people's load between the idle and the busy window."""
     query = {"query": "科技创新平台", "top_k": 5}
-    with httpx.Client(timeout=30) as c:
-        idle = []
+
+    def search(c: httpx.Client) -> float:
+        t = time.perf_counter()
+        assert c.post(base + "/v1/search", json=query).status_code == 200
+        return time.perf_counter() - t
+
+    def idle(c: httpx.Client) -> list[float]:
+        out = []
         for _ in range(40):
-            t = time.perf_counter()
-            assert c.post(base + "/v1/search", json=query).status_code == 200
-            idle.append(time.perf_counter() - t)
+            out.append(search(c))
             time.sleep(0.05)
+        return out
+
+    with httpx.Client(timeout=30) as c:
+        quiet = idle(c)
         r = upload(base, ("busy-scan.pdf", scan(3)))
         assert r.status_code == 202, r.text
         during = []
         while c.get(base + r.headers["location"]).json()["status"] in ("queued", "running"):
-            t = time.perf_counter()
-            assert c.post(base + "/v1/search", json=query).status_code == 200
-            during.append(time.perf_counter() - t)
+            during.append(search(c))
             time.sleep(0.05)
-    p95 = sorted(during)[max(0, int(len(during) * 0.95) - 1)]
-    idle95 = sorted(idle)[int(len(idle) * 0.95) - 1]
-    print(f"\n/v1/search idle p50 {sorted(idle)[20] * 1000:.0f} ms, p95 {idle95 * 1000:.0f} ms; "
-          f"during the OCR job ({len(during)} searches) "
-          f"p50 {sorted(during)[len(during) // 2] * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
-          f"max {max(during) * 1000:.0f} ms")
+        quiet += idle(c)  # idle before and after: the machine's load drifts during a run
+    p50, idle50 = percentile(during, 0.5), percentile(quiet, 0.5)
+    p95, idle95 = percentile(during, 0.95), percentile(quiet, 0.95)
+    print(f"\n/v1/search idle ({len(quiet)} searches) p50 {idle50 * 1000:.0f} ms, p95 {idle95 * 1000:.0f} ms; "
+          f"during the OCR job ({len(during)} searches) p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+          f"max {max(during) * 1000:.0f} ms; ratio p50 {p50 / idle50:.2f}, p95 {p95 / idle95:.2f}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     assert len(during) >= 5, "the job finished before anything was measured"
     assert p95 < 1.0, f"/v1/search p95 {p95:.1f} s during the job"
+    assert p50 <= RATIO_BOUND * idle50, f"/v1/search p50 {p50 * 1000:.0f} ms during the job, " \
+        f"{p50 / idle50:.1f}x the idle {idle50 * 1000:.0f} ms"
+
+
+def percentile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[max(0, min(len(s) - 1, round(q * len(s)) - 1))]
 
 
 def test_kill_9_mid_job_keeps_the_previous_index_and_the_restart_resumes_the_job(index: Path,
