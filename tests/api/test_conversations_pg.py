@@ -88,7 +88,11 @@ def test_killed_mid_answer_keeps_the_turn_and_the_conversation_goes_on(seed_inde
         cid = first["conversation_id"]
         second = _ask(base, "那新型研发机构呢？", cid)
         assert (second["turn"], second["query_used"]) == (2, "呼和浩特市共培育了多少家新型研发机构？")
-        assert second["passages"][0]["doc_id"] == HOHHOT and not second["warnings"]
+        assert second["passages"][0]["doc_id"] == HOHHOT
+        # the only warning allowed: the rewrite gave the first answer (34家) again, so the question as asked was
+        # read from the same passages (api/followup.PreferringPipeline)
+        assert all("gave the previous answer again" in w for w in second["warnings"]), second["warnings"]
+        assert "34" not in second["short_answer"]
         assert _ask(base, "那技术经纪人呢？", cid)["turn"] == 3
 
         def in_flight() -> None:  # an LLM answer that never comes; the server is killed while it waits
