@@ -29,6 +29,7 @@ from tests.ingest.test_hostile_files import make_docx
 
 HASH_ENV = {"RAG_EMBEDDER": "hash", "RAG_RATE_LIMIT_PER_MINUTE": "0", "RAG_ASYNC_OCR_PAGES": "2"}
 RATIO_BOUND = 2.0  # during-job / idle search median (see test_search_keeps_answering_while_a_job_ocrs_a_scan)
+SLACK_P50, SLACK_P95 = 0.010, 0.020  # seconds over the bound: the ~6 ms hash-embedder search doubles beside a busy core
 SCAN_TEXT = "关于加强草原生态保护补助奖励资金管理的通知。各旗县区人民政府要按照每亩每年七元五角的标准发放禁牧补助。"
 
 
@@ -128,11 +129,14 @@ def test_a_long_scan_goes_to_a_job_by_itself_with_ocr_page_progress(base: str) -
 
 def test_search_keeps_answering_while_a_job_ocrs_a_scan(base: str) -> None:
     """The job parses in a niced worker process (api/parsing.py): searches meanwhile keep their idle pace.
-    Asserted: the median within ``RATIO_BOUND`` of idle, p95 under 1 s. Measured on the shared 2-core machine
-    (bench/results/issue21_remeasure.md, scripts/job_latency.py, load 6.5-17.6): the median ratio 0.69-1.64 in
-    13 runs with the worker process, 2.16-3.78 in 6 with the parse in a thread of the server; the p95 ratio
-    0.98-2.06 in 12 of the 13 (7.84 in one at load 17.6), 1.95-6.50 with the thread. The p95 ratio is printed,
-    not asserted: on this machine it swings with other people's load between the idle and the busy window."""
+    Asserted: the median and the p95 within ``RATIO_BOUND`` of idle plus a few milliseconds (``SLACK_P50``,
+    ``SLACK_P95``), p95 under 1 s. With the hash embedder a search takes ~6 ms, and on this 2-core machine a busy
+    OCR worker on the other core doubles that floor however low its priority (quiet machine, load 0.5: idle p50 6
+    ms / p95 13 ms, during 13 / 18 ms, ratio 2.16 / 1.46); the slack keeps the bound about the design (the parse
+    off the server) and not that floor. Measured on the shared machine (bench/results/issue21_remeasure.md,
+    scripts/job_latency.py, load 6.5-17.6): the median ratio 0.69-1.64 in 13 runs with the worker process,
+    2.16-3.78 in 6 with the parse in a thread of the server; the p95 ratio 0.98-2.06 in 12 of the 13 (7.84 in one
+    at load 17.6), 1.95-6.50 with the thread; with the real model (search ~60 ms) p95 ratio 0.98-1.37."""
     query = {"query": "科技创新平台", "top_k": 5}
 
     def search(c: httpx.Client) -> float:
@@ -164,8 +168,10 @@ def test_search_keeps_answering_while_a_job_ocrs_a_scan(base: str) -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     assert len(during) >= 5, "the job finished before anything was measured"
     assert p95 < 1.0, f"/v1/search p95 {p95:.1f} s during the job"
-    assert p50 <= RATIO_BOUND * idle50, f"/v1/search p50 {p50 * 1000:.0f} ms during the job, " \
+    assert p50 <= RATIO_BOUND * idle50 + SLACK_P50, f"/v1/search p50 {p50 * 1000:.0f} ms during the job, " \
         f"{p50 / idle50:.1f}x the idle {idle50 * 1000:.0f} ms"
+    assert p95 <= RATIO_BOUND * idle95 + SLACK_P95, f"/v1/search p95 {p95 * 1000:.0f} ms during the job, " \
+        f"{p95 / idle95:.1f}x the idle {idle95 * 1000:.0f} ms"
 
 
 def percentile(xs: list[float], q: float) -> float:
