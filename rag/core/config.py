@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences repeated between neighbouring chunks")
 
     vector_store: str = Field("faiss", description="faiss | milvus")
+    # The whole index in Milvus (rag/index/milvus_*.py, docs/milvus.md): stateless API replicas over one Milvus
+    backend: Literal["files", "milvus"] = Field("files", description="files: versioned folders under index_dir | "
+                                                "milvus: every version a Milvus collection behind an alias")
+    milvus_uri: str = Field("", description="http(s)://host:19530 (a server), or a path ending in .db "
+                            "(milvus-lite in this process)")
+    milvus_token: str = Field("", description="user:password or an API key for the Milvus server; never logged")
+    milvus_alias: str = Field("rag_index", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,100}$", description="Alias of the "
+                              "live version; versions are collections <alias>_v<stamp>")
+    milvus_timeout: float = Field(10, gt=0, le=600, description="Seconds per Milvus call: past it a request is a "
+                                  "503 naming Milvus, never a hang")
     index_kind: str = Field("auto", description="FAISS index: auto (flat up to 50k, then ivfsq8) | flat | ivfsq8 | "
                                                 "hnsw")
 

@@ -27,6 +27,16 @@ class IndexCorruptError(RagError):
     """Index files unreadable or inconsistent: run `rag ingest PATH --rebuild` (maps to 503)."""
 
 
+class IndexUnavailableError(IndexNotFoundError):
+    """The index server (Milvus, ``RAG_BACKEND=milvus``) cannot be reached or did not answer in
+    ``RAG_MILVUS_TIMEOUT`` seconds (maps to 503, naming the server and the reason)."""
+
+
+class IndexMismatchError(IndexCorruptError):
+    """The index was built by another tokenizer or analyzer than this release's, so BM25 would not see the same
+    tokens: refused with the re-index command (maps to 503)."""
+
+
 class ModelMismatchError(RagError):
     """The index was built with another embedding model or dimension (maps to 409)."""
 
