@@ -2,11 +2,11 @@
 follow-up resolution.
 
 ``python -m eval.multiturn [--out DIR] [--gold FILE ...]`` (``make eval`` runs it too: ``eval.run`` calls
-``evaluate`` on its seed pipeline) answers every conversation of three sets over the seed index: the tuning set
-``eval/gold/multiturn.jsonl`` (the one whose failures the rules were fixed from) and two held-out sets
+``evaluate`` on its seed pipeline) answers every conversation of four sets over the seed index: the tuning set
+``eval/gold/multiturn.jsonl`` (the one whose failures the rules were fixed from) and three held-out sets
 (``multiturn_heldout.jsonl``, written before the first round of fixes; ``multiturn_heldout2.jsonl``, written
-before the second round and never tuned on), with the rule reader (the served default, ``RAG_READER=rules``),
-twice:
+before the second round; ``multiturn_heldout3.jsonl``, written before the fourth round and never tuned on),
+with the rule reader (the served default, ``RAG_READER=rules``), twice:
 
 * resolution on: the production follow-up path without an LLM (``api/followup.start``): the earlier turns as
   the conversation store keeps them (question, answer, standalone query, short answer, cited documents),
@@ -43,7 +43,9 @@ GOLD = ROOT / "eval" / "gold" / "multiturn.jsonl"  # the tuning set: the rules' 
 # round 1 (its failures then informed round 2), the second before round 2 (never tuned on).
 HELDOUT = ROOT / "eval" / "gold" / "multiturn_heldout.jsonl"
 HELDOUT2 = ROOT / "eval" / "gold" / "multiturn_heldout2.jsonl"
-SETS = {"tuning": GOLD, "heldout": HELDOUT, "heldout2": HELDOUT2}
+# The third, written before round 4 (fixes from held-out set 2's failures) and never tuned on: only measured.
+HELDOUT3 = ROOT / "eval" / "gold" / "multiturn_heldout3.jsonl"
+SETS = {"tuning": GOLD, "heldout": HELDOUT, "heldout2": HELDOUT2, "heldout3": HELDOUT3}
 KINDS = ("ellipsis", "pronoun", "self", "switch")
 _MARK = re.compile(r"\[\d+\]")
 
@@ -164,7 +166,7 @@ def table(s: dict[str, Any]) -> str:
 
 
 def evaluate(p: Any, out: Path, golds: dict[str, Path] | None = None, reader: str = "rules") -> dict[str, Any]:
-    """Score every conversation of each set (``SETS``: the tuning set and the held-out set) with ``reader``
+    """Score every conversation of each set (``SETS``: the tuning set and the held-out sets) with ``reader``
     (restored after); writes DIR/multiturn.json (a summary per set), multiturn_turns.jsonl (every turn, with its
     set) and multiturn.md (one table per set)."""
     golds = golds or SETS
@@ -205,7 +207,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m eval.multiturn")
     ap.add_argument("--out", default=str(ROOT / "eval" / "reports" / "multiturn"))
     ap.add_argument("--gold", nargs="*", default=None,
-                    help="gold files to score (default: the tuning set and the held-out set)")
+                    help="gold files to score (default: the tuning set and the held-out sets)")
     args = ap.parse_args()
     golds = {Path(g).stem: Path(g) for g in args.gold} if args.gold else SETS
     settings = Settings()  # the served defaults: rule reader, no reranker

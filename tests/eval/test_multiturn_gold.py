@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eval.metrics import norm_answer
-from eval.multiturn import HELDOUT, HELDOUT2, KINDS, load, summarize
+from eval.multiturn import HELDOUT, HELDOUT2, HELDOUT3, KINDS, load, summarize
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
@@ -23,12 +23,12 @@ def test_gold_conversations_cover_every_kind_and_language() -> None:
             assert kinds[(lang, kind)] >= 1, (lang, kind)
 
 
-@pytest.mark.parametrize("path", [HELDOUT, HELDOUT2], ids=["heldout", "heldout2"])
+@pytest.mark.parametrize("path", [HELDOUT, HELDOUT2, HELDOUT3], ids=["heldout", "heldout2", "heldout3"])
 def test_held_out_sets_are_new_and_cover_every_kind_and_language(path: Path) -> None:
     """The held-out sets: each written before a round of rule changes; none of their questions is in another
     set."""
     held = load(path)
-    others = [c for p in {None, HELDOUT, HELDOUT2} - {path} for c in (load(p) if p else load())]
+    others = [c for p in {None, HELDOUT, HELDOUT2, HELDOUT3} - {path} for c in (load(p) if p else load())]
     assert len(held) >= 30 and len({c.cid for c in held}) == len(held)
     assert not {c.cid for c in held} & {c.cid for c in others}
     assert not {t.question for c in held for t in c.turns} & {t.question for c in others for t in c.turns}
@@ -38,7 +38,7 @@ def test_held_out_sets_are_new_and_cover_every_kind_and_language(path: Path) -> 
             assert kinds[(lang, kind)] >= 1, (lang, kind)
 
 
-@pytest.mark.parametrize("path", [None, HELDOUT, HELDOUT2], ids=["tuning", "heldout", "heldout2"])
+@pytest.mark.parametrize("path", [None, HELDOUT, HELDOUT2, HELDOUT3], ids=["tuning", "heldout", "heldout2", "heldout3"])
 def test_gold_answers_are_in_the_documents_they_name(path: Path | None) -> None:
     texts = {p.name: norm_answer(p.read_text(encoding="utf-8")) for p in SEEDS.iterdir()}
     for c in (load(path) if path else load()):
