@@ -1,9 +1,10 @@
 """Follow-up questions made standalone before retrieval (issue 16): pure logic, no index, no HTTP.
 
-``resolve(question, history)`` returns the query to search and answer. Rules first, no LLM needed
-(``rag/answer/followup_rules.py``): a pronoun is replaced by its antecedent, an elliptical follow-up re-asks the
-previous question with one slot replaced, a short question with no subject of its own is asked of the previous
-subject, and a question that states its own subject (a topic switch) is left alone.
+``resolve(question, history)`` returns the query to search and answer. Rules first, no LLM needed (``rewrite``:
+``followup_zh`` for Chinese, ``followup_en`` for English, both over ``followup_phrases``): a pronoun is replaced
+by its antecedent, an elliptical follow-up re-asks the previous question with one slot replaced, a short question
+with no subject of its own is asked of the previous subject, and a question that states its own subject (a topic
+switch) is left alone.
 
 A follow-up also carries the previous turn's cited documents (``Resolution.doc_ids``); ``prefer_documents``
 moves their hits up a little. With ``condense`` (a callable sending chat messages to an LLM) the follow-up is
@@ -11,7 +12,7 @@ rewritten by a condense-question prompt instead, and that rewrite is used only w
 question's own terms and looks like one question; on any error, timeout or failed check the rule result
 stands (with a warning).
 
-May import: ``rag.core`` and ``rag.answer.followup_rules``.
+May import: ``rag.core`` and ``rag.answer.followup_*``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rag.answer.followup_rules import DEMONSTRATIVE, PERSON_PRON, THING_PRON, WH, Turn, rewrite, toks, topic
-from rag.core.text import normalize, tokenize
+from rag.answer.followup_en import en
+from rag.answer.followup_phrases import DEMONSTRATIVE, PERSON_PRON, THING_PRON, WH, Turn, toks, topic
+from rag.answer.followup_zh import zh
+from rag.core.text import has_cjk, normalize, tokenize
 from rag.core.types import Hit
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,12 @@ class Resolution:
 
 
 # -- the entry point -------------------------------------------------------------------------------------------
+def rewrite(question: str, prev: Turn) -> tuple[str, str] | None:
+    """(standalone query, kind) for ``question`` after ``prev`` by the rules of its script, or None to leave it
+    as asked."""
+    return zh(question, prev) if has_cjk(question) else en(question, prev)
+
+
 def trim(history: Sequence[Turn], max_turns: int) -> tuple[list[Turn], list[str]]:
     """The last ``max_turns`` turns, and a warning when older ones were dropped."""
     h = list(history)
