@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from rag.core.config import Settings
 from rag.core.errors import RagError
@@ -34,41 +41,57 @@ def ingest(path: Annotated[Path, typer.Argument(help="File or folder of document
            index_dir: IndexOpt = None,
            rebuild: Annotated[bool, typer.Option(help="Rebuild from scratch (also recovers a corrupt index)")] = False,
            collection: Annotated[str, typer.Option(help="Collection for these documents")] = "default",
+           segment_chunks: Annotated[int, typer.Option(min=1, help="Chunks embedded per checkpoint")] = 512,
            ) -> None:
-    """Add or update documents (unchanged files are skipped); a new index version is switched atomically."""
-    from rag.index import store
-    from rag.index.build import build_index
-    from rag.index.lock import index_lock
-    from rag.index.update import apply_changes
-    from rag.ingest.loaders import load_path
+    """Add or update documents (unchanged files are skipped); a new index version is switched atomically.
+
+    Files are loaded and chunked while the previous segment is embedded; a killed run (even kill -9) resumes
+    from its last checkpoint when run again with the same files (rag/index/stream.py)."""
+    from rag.index.stream import StreamParams, StreamProgress, ingest_files
+    from rag.ingest.loaders import iter_files
     from rag.pipeline import Pipeline
 
     s = _settings(index_dir)
+    if s.backend == "milvus":  # every version a Milvus collection behind an alias (docs/milvus.md)
+        _ingest_milvus(s, path, collection, rebuild)
+        return
     try:
-        docs, failures = load_path(path, meta={"collection": collection})
-        for f in failures:
-            console.print(f"[yellow]skipped[/] {f.path}: {f.error}")
+        files = list(iter_files(path))
         embedder = Pipeline(s).embedder
-        # One writer per index folder, across processes (the API's uploads take the same lock): the version
-        # this run builds on is read after the lock is taken, so an upload acknowledged meanwhile is kept.
-        with index_lock(s.index_dir, purpose="rag ingest"), \
-                Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                         console=console) as bar:
-            task = bar.add_task("embed", total=None)
-            # a `current` pointing nowhere is an error here (fix it with --rebuild), never a silent fresh index
-            if rebuild or not store.check_current(s.index_dir):
-                out = build_index(s.index_dir, docs, embedder, s.chunk_size, s.chunk_overlap, s.batch_size,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total),
-                                  index_kind=s.index_kind, vector_store=s.vector_store)
-                msg = f"indexed {len(docs)} documents -> {out}"
-            else:
-                rep = apply_changes(s.index_dir, embedder, docs, [], s.chunk_size, s.chunk_overlap, s.batch_size,
-                                    s.index_kind, s.vector_store)
-                msg = (f"added {len(rep.added)}, replaced {len(rep.replaced)}, unchanged {len(rep.unchanged)}"
-                       f" -> version {rep.version} ({rep.chunks} chunks)")
+        params = StreamParams(s.chunk_size, s.chunk_overlap, s.batch_size, s.index_kind, s.vector_store,
+                              segment_chunks=segment_chunks, meta={"collection": collection})
+        with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                      TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.1f} passages/s"),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("ingest", total=len(files), chunks=0, rate=0.0)
+
+            def show(p: StreamProgress) -> None:
+                if p.resumed_files and not bar.tasks[task].completed:
+                    bar.reset(task, total=p.files_total - p.resumed_files, chunks=0, rate=0.0)  # ETA from now on
+                bar.update(task, completed=p.files_done - p.resumed_files, chunks=p.chunks, rate=p.passages_per_s)
+
+            rep = ingest_files(s.index_dir, embedder, files, params, rebuild=rebuild, root=path, progress=show)
     except RagError as e:
         console.print(f"[red]error:[/] {e.message}")
         raise typer.Exit(2) from e
+    for f, why in rep.failures:
+        console.print(f"[yellow]skipped[/] {f}: {why}")
+    resumed = f", resumed after {rep.resumed_files} files" if rep.resumed_files else ""
+    console.print(f"added {len(rep.added)}, replaced {len(rep.replaced)}, unchanged {len(rep.unchanged)}"
+                  f" -> version {rep.version} ({rep.chunks} chunks{resumed})"
+                  + (f" ({len(rep.failures)} files skipped)" if rep.failures else ""))
+
+
+def _ingest_milvus(s: Settings, path: Path, collection: str, rebuild: bool) -> None:
+    from rag.index.milvus_backend import ingest_path
+
+    try:
+        msg, failures = ingest_path(s, path, collection, rebuild)
+    except RagError as e:
+        console.print(f"[red]error:[/] {e.message}")
+        raise typer.Exit(2) from e
+    for f in failures:
+        console.print(f"[yellow]skipped[/] {f.path}: {f.error}")
     console.print(msg + (f" ({len(failures)} files skipped)" if failures else ""))
 
 
