@@ -25,6 +25,9 @@ def get_settings(request: Request) -> Settings:
 
 def get_pipeline(request: Request) -> Pipeline:
     p: Pipeline = request.app.state.pipeline
+    if p.settings.backend == "milvus":  # a stateless replica: follow the live version another replica wrote
+        p.refresh()  # IndexUnavailableError (503, naming Milvus) when it cannot be reached in time
+        request.app.state.load_error = ""
     if not p.ready:
         err = getattr(request.app.state, "load_error", "") or "index not loaded"
         raise IndexNotFoundError(f"service not ready: {err}")

@@ -22,6 +22,7 @@ from typing import Any
 
 from eval import metrics as M
 from eval.data import ROOT, SEED_HELDOUT, Dataset, QAItem, load_cjrc, load_cmrc, load_drcd, load_rgb, load_seed_gold
+from eval.milvus_parity import Parity
 from rag.answer import answering
 from rag.core.config import Settings
 from rag.core.types import Answer, Document
@@ -289,6 +290,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     llm_runs: list[tuple[Pipeline, Dataset, list[QAItem]]] = []
     limit = None if args.full else args.limit
+    # issue 18: CMRC/DRCD retrieval through the Milvus backend too, on a sample (eval/milvus_parity.py)
+    parity = Parity(args.milvus_sample) if "milvus" in args.sets else None
     with tempfile.TemporaryDirectory() as tmp:
         # 1. Seed gold set over the seed documents.
         seed_docs, _ = load_path(ROOT / "seeds")
@@ -311,6 +314,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             docs = [Document(pid, text) for pid, text in ds.corpus.items()]
             p = make_pipeline(settings, embedder, docs, Path(tmp) / name, reranker)
             rows += retrieval_rows(p, ds, modes)
+            if parity is not None and name in ("cmrc", "drcd"):
+                parity.add(p, ds)
             rows += answer_rows(p, ds, ds.items[: args.answer_limit], judge=judge)
             if not args.no_peer:
                 rows += peer_rows(ds, p, model_path(settings.models_dir, settings.model_name))
@@ -334,6 +339,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from eval.report import write_report
 
     write_report(metrics, rows, out)
+    if parity is not None:
+        parity.finish(out)  # DIR/milvus_parity.md; raises when a gap is over 0.01
     return metrics
 
 
@@ -374,7 +381,9 @@ def main() -> None:
     ap.add_argument("--no-peer", action="store_true", help="skip the txtai peer baseline")
     ap.add_argument("--judge", action="store_true", help="also score every extractive answer after the "
                     "EmbeddingGemma refusal judge (RAG_JUDGE_MIN_COS; `make gemma`)")
-    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "cjrc", "rgb", "multiturn", "corpus17"])
+    ap.add_argument("--sets", nargs="*", default=["cmrc", "drcd", "cjrc", "rgb", "multiturn", "corpus17", "milvus"])
+    ap.add_argument("--milvus-sample", type=int, default=150, help="CMRC/DRCD queries also searched through the "
+                    "Milvus backend (set milvus; RAG_MILVUS_URI, else a milvus-lite server started for the run)")
     ap.add_argument("--rerank", choices=["auto", "gemma", "none"], default="auto",
                     help="hybrid+rerank rows: auto = when EmbeddingGemma is installed (`make gemma`)")
     ap.add_argument("--llm", choices=["0.5b", "1.5b"], help="also answer with the local Qwen GGUF (llama.cpp server "

@@ -23,6 +23,7 @@ from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.text import TOKENIZER, has_cjk, tokenize
 from rag.core.types import Answer, Document, Filters, Hit
 from rag.index import store
+from rag.index.backend import IndexBackend, create_backend
 from rag.index.bm25 import build_bm25, same_tokenizer
 from rag.index.store import IndexData
 from rag.search.crosslingual import Translator, create_translator
@@ -37,6 +38,8 @@ def bm25_idf(index: IndexData) -> dict[str, float]:
     bm = index.bm25
     if bm is None:
         return {}
+    if isinstance(getattr(bm, "idf", None), dict):  # the Milvus backend's vocabulary (rag/index/milvus_index.py)
+        return dict(bm.idf)
     df = np.diff(np.asarray(bm.scores["indptr"]))
     n = max(index.size, 1)
     idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
@@ -73,6 +76,8 @@ class Pipeline:
         self.translator: Translator | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # one writer at a time; readers never wait on it
+        self._refresh_lock = threading.Lock()
+        self._backend: IndexBackend | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -97,9 +102,31 @@ class Pipeline:
             self._judge = self.reranker if same else create_reranker(self.settings.judge, self.settings.models_dir)
         return self._judge
 
+    @property
+    def backend(self) -> IndexBackend:
+        """Where the index lives: version folders (``files``) or Milvus (``RAG_BACKEND=milvus``)."""
+        if self._backend is None:
+            self._backend = create_backend(self.settings)
+        return self._backend
+
+    def refresh(self) -> None:
+        """Milvus backend: load the live version when another replica made a new one (one alias look-up per
+        call; a Milvus failure is an ``IndexUnavailableError``, 503). The file backend reloads after its own
+        writes only, as before."""
+        if self.settings.backend != "milvus":
+            return
+        live = self.backend.live_version()
+        index = self.index
+        if index is not None and live == index.path.name:
+            return
+        with self._refresh_lock:
+            index = self.index
+            if index is None or live != index.path.name:
+                self.load()
+
     def load(self) -> Pipeline:
         """Load model and the current index version (raises typed errors on mismatch/corruption)."""
-        index = store.load(Path(self.settings.index_dir))
+        index = self.backend.load()
         store.check_model(index.manifest, self.embedder.name, self.embedder.dim)
         if index.bm25 is not None and not same_tokenizer(index.manifest):  # an index from an older release
             logger.warning("BM25 was built by tokenizer %r, this release uses %r: re-tokenised in memory "
@@ -185,6 +212,7 @@ class Pipeline:
         if use and reranker is None:
             raise InvalidInputError("rerank requested but no reranker is configured: set RAG_RERANK=gemma")
         n = max(top_k, self.settings.rerank_top_n) if reranker is not None else top_k
+        self.refresh()  # Milvus: another replica's write is searched at once
         index = self.index
         if index is None:
             raise store.IndexNotFoundError("index not loaded: run `rag ingest PATH`")
@@ -253,21 +281,15 @@ class Pipeline:
 
     def edit_metadata(self, doc_id: str, fields: dict[str, Any]) -> Document:
         """Edit a document's metadata as a new index version (no re-embedding), then switch readers to it."""
-        from rag.index.edit import edit_metadata
-
         with self._write_lock:
-            doc = edit_metadata(Path(self.settings.index_dir), doc_id, fields)
+            doc = self.backend.edit(doc_id, fields)
             self.load()
         return doc
 
     def update(self, upserts: list[Document], deletes: list[str] | None = None):  # type: ignore[no-untyped-def]
         """Apply document changes as a new index version, then switch readers to it."""
-        from rag.index.update import apply_changes
-
-        s = self.settings
         with self._write_lock:
-            rep = apply_changes(Path(s.index_dir), self.embedder, upserts, deletes or [], s.chunk_size,
-                                s.chunk_overlap, s.batch_size, s.index_kind, s.vector_store)
+            rep = self.backend.apply(self.embedder, upserts, deletes or [])
             if rep.added or rep.replaced or rep.deleted or self.index is None:
                 self.load()
         return rep

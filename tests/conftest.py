@@ -103,3 +103,6 @@ def server(seed_index: Path) -> Iterator[str]:
         yield base
     finally:
         stop_server(proc)
+
+
+from tests.milvus_server import milvus_server  # noqa: E402,F401 - a real milvus-lite server, once per session

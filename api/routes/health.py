@@ -3,14 +3,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from api.schemas import Health
+from rag.core.errors import RagError
 
 router = APIRouter(tags=["health"])
 
 
 def _health(request: Request) -> Health:
     p = request.app.state.pipeline
-    idx = p.index
     llm = getattr(request.app.state, "llm", None) is not None  # api/llm.get_generator
+    if p.settings.backend == "milvus":  # ready = Milvus answers and the live version is loaded
+        try:
+            p.refresh()
+        except RagError as e:
+            return Health(status="not ready", ready=False, llm=llm, error=e.message)
+    idx = p.index
     if idx is None:
         return Health(status="not ready", ready=False, llm=llm, error=getattr(request.app.state, "load_error", ""))
     return Health(status="ok", ready=True, index_chunks=idx.size, index_documents=len(idx.documents),

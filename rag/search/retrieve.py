@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -53,10 +53,22 @@ def _top(index: IndexData, scores: np.ndarray | None, k: int) -> Ranked:
 
 
 def bm25_search(index: IndexData, tokens: list[str], k: int, allowed: np.ndarray | None = None) -> Ranked:
+    if getattr(index.bm25, "remote", False):
+        return _remote_top(index, tokens, k, allowed)
     return _top(index, bm25_scores(index, tokens, allowed), k)
 
 
-def _rerank_union(index: IndexData, qvec: np.ndarray, scores: np.ndarray | None, dense: Ranked,
+def _remote_top(index: IndexData, tokens: list[str], k: int, allowed: np.ndarray | None) -> Ranked:
+    """BM25 inside the index server (the Milvus backend): the same known tokens, the server's own scoring."""
+    known = [t for t in tokens if t in index.bm25.vocab_dict]
+    if not known or k <= 0 or (allowed is not None and not len(allowed)):
+        return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
+    ids, scores = index.bm25.top(known, k, allowed)
+    return Ranked(ids, scores)
+
+
+def _rerank_union(index: IndexData, qvec: np.ndarray,
+                  scores: np.ndarray | Callable[[np.ndarray], np.ndarray] | None, dense: Ranked,
                   lex: Ranked) -> tuple[Ranked, Ranked]:
     """Both retrievers ranked over the union of their candidates: a chunk one retriever found and the
     other missed gets the other's real score instead of no rank at all, so the fusion compares like
@@ -74,7 +86,8 @@ def _rerank_union(index: IndexData, qvec: np.ndarray, scores: np.ndarray | None,
         dense = Ranked(ids[order], dscore[order])
     if scores is None:
         return dense, lex
-    bscore = scores[index.bm25_row(union)]
+    # every row's BM25 score (files), or a function scoring given ids (the Milvus backend scores them there)
+    bscore = scores(union) if callable(scores) else scores[index.bm25_row(union)]
     keep = bscore > 0
     order = np.argsort(-bscore[keep], kind="stable")
     return dense, Ranked(union[keep][order], bscore[keep][order])
@@ -98,8 +111,16 @@ def hybrid(index: IndexData, qvec: np.ndarray | None, query: str, top_k: int, mo
     use_dense = mode in ("hybrid", "dense") and qvec is not None
     dense = dense_search(index, qvec, k0, allowed) if use_dense and qvec is not None else None
     tokens = tokenize(query) + [t for term in lex_terms or [] for t in tokenize(term)]
-    scores = bm25_scores(index, tokens, allowed) if mode in ("hybrid", "bm25") else None
-    lex = _top(index, scores, k0) if mode in ("hybrid", "bm25") else None
+    lex: Ranked | None = None
+    scores: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None
+    if mode in ("hybrid", "bm25") and getattr(index.bm25, "remote", False):
+        lex = _remote_top(index, tokens, k0, allowed)
+        known = [t for t in tokens if t in index.bm25.vocab_dict]
+        scores = (lambda ids: index.bm25.score(known, ids)) if known else None
+    elif mode in ("hybrid", "bm25"):
+        arr = bm25_scores(index, tokens, allowed)
+        lex = _top(index, arr, k0)
+        scores = arr
     if dense is not None and lex is not None and qvec is not None:
         dense, lex = _rerank_union(index, qvec, scores, dense, lex)
     dmap = dict(zip(dense.ids.tolist(), dense.scores.tolist())) if dense is not None else {}
