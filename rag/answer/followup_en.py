@@ -4,7 +4,9 @@
 ``what about X?`` / ``and X?`` re-asks the previous question with the words ending in X's head noun, the first
 capitalised name, its level word or the attribute it asked about replaced by X; he/she/his/her is the person the
 previous turn was about (who-question subject plus its short answer), it/its/they/their its first capitalised
-name. ``And how many …?`` and other questions of their own are left alone.
+name that is not an acronym (``Ordos``, not ``R&D``), a closing ``that``/``this`` the previous question's
+matter. ``And how many …?``, ``what about <Name>'s <attribute>`` with an attribute the previous question did not
+ask about, and other questions of their own are left alone.
 
 May import: ``rag.core`` and ``rag.answer.followup_phrases``.
 """
@@ -22,6 +24,10 @@ _EN_PERSON = re.compile(r"\b(he|she|him|his|her|hers)\b", re.I)
 _EN_THING = re.compile(r"\b(it|its|they|them|their)\b", re.I)
 _EN_WH_PERSON = re.compile(r"^\s*who(?:'s|\s+is|\s+was|\s+are|\s+were)?\s+", re.I)
 _EN_NAME = re.compile(r"(?<!^)\b((?:the\s+)?[A-Z][\w&.-]*(?:\s+(?:(?:of|and|for)\s+(?:the\s+)?)?[A-Z][\w&.-]*)*)")
+_ACRONYM = re.compile(r"(?:the\s+)?[A-Z0-9&.-]+")
+_EN_THAT = re.compile(r"\b(that|this)(?=\s*[?.!]*$)", re.I)  # "What share is that?": the last question's matter
+_EN_OWNED = re.compile(r"^(?:the\s+)?[A-Z][\w&.-]*(?:\s+[A-Z][\w&.-]*)*['’]s\s+(?P<np>.+)$")
+_EN_QUALIFIER = {"by", "in", "of", "for", "from", "at", "to", "since", "during", "on", "per", "between", "under"}
 _EN_STOP = {"how", "many", "much", "what", "which", "who", "the", "a", "an", "of", "has", "have", "did", "does",
             "do", "is", "are", "was", "were", "in", "for", "to", "by", "on", "at", "when", "where", "and"}
 
@@ -29,8 +35,9 @@ _EN_STOP = {"how", "many", "much", "what", "which", "who", "the", "a", "an", "of
 def en_topic(prev: str) -> str:
     """The previous question's first capitalised name, whole (``the Hohhot Innovation Center of the
     Beijing-Tianjin-Hebei National Technology Innovation Center``)."""
-    m = _EN_NAME.search(prev.strip())
-    return m.group(1).rstrip(".") if m else en_subject(prev)
+    names = [m.group(1).rstrip(".") for m in _EN_NAME.finditer(prev.strip())]
+    proper = [n for n in names if not _ACRONYM.fullmatch(n)]  # R&D, AI, PET: common nouns, not what "it" is
+    return (proper or names or [en_subject(prev)])[0]
 
 
 def en_subject(prev: str) -> str:
@@ -66,6 +73,22 @@ def _en_slot(x: str, prev: str) -> str:
     return ""
 
 
+def _owned_attribute_is_new(x: str, prev: str) -> bool:
+    """``what about <Name>'s <attribute>`` whose attribute the previous question did not ask about (``What about
+    Inner Mongolia's green hydrogen capacity by 2025?`` after a question on Gansu's potatoes) names a new subject
+    and a new attribute: a question of its own, not an ellipsis."""
+    m = _EN_OWNED.match(x)
+    if not m:
+        return False
+    core = []
+    for w in m.group("np").split():
+        if w.lower() in _EN_QUALIFIER:
+            break
+        core.append(w)
+    had = {w.lower().strip("?.!,").removesuffix("'s").rstrip("s") for w in prev.split()}
+    return bool(core) and core[-1].lower().rstrip("s") not in had
+
+
 def en(question: str, prev: Turn) -> tuple[str, str] | None:
     q = question.strip()
     pq = prev.standalone.strip()
@@ -74,6 +97,8 @@ def en(question: str, prev: Turn) -> tuple[str, str] | None:
         m = None  # "And how many key laboratories …?": a question of its own, not "and X?"
     if m:
         x = (m.group("x") or m.group("y") or "").strip()
+        if _owned_attribute_is_new(x, pq):
+            return None
         words = pq.rstrip("?.! ").split()
         xw = x.split()
         head = xw[-1].lower().rstrip("s") if xw else ""
@@ -105,4 +130,6 @@ def en(question: str, prev: Turn) -> tuple[str, str] | None:
         def rep2(mm: re.Match[str]) -> str:
             return t + ("'s" if mm.group(1).lower() in ("its", "their") else "")
         return _EN_THING.sub(rep2, q, count=1), "pronoun"
+    if _EN_THAT.search(q) and en_subject(pq):
+        return _EN_THAT.sub(en_subject(pq), q, count=1), "pronoun"
     return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import jieba
 import jieba.posseg as pseg
 
 from rag.core.text import has_cjk, normalize
@@ -54,7 +55,7 @@ def t2s(text: str) -> str:
 
 def toks(text: str) -> list[Tok]:
     """jieba POS tokens of the simplified text, each with its span (and words) in the original; a year and its
-    年 are one token (``2023年``, flag t)."""
+    年 are one token (``2023年``, flag t); 那/那么 glued to a pronoun (jieba's ``那它``) are two tokens."""
     simp = t2s(text)
     out: list[Tok] = []
     pos = 0
@@ -64,6 +65,11 @@ def toks(text: str) -> list[Tok]:
         if out and t.norm == "年" and re.fullmatch(r"(?:19|20)\d\d", out[-1].norm):
             p = out.pop()
             t = Tok(p.word + t.word, "t", p.start, end, p.norm + t.norm)
+        m = re.fullmatch(r"(那么?)(.+)", t.norm)
+        if m and m.group(2) in PERSON_PRON | THING_PRON:
+            k = pos + len(m.group(1))
+            out.append(Tok(text[pos:k], "c", pos, k, m.group(1)))
+            t = Tok(text[k:end], "r", k, end, m.group(2))
         out.append(t)
         pos = end
     return out
@@ -72,7 +78,8 @@ def toks(text: str) -> list[Tok]:
 PUNCT = "？?！!。.，,；;：: \t\n\"'“”「」"
 PERSON_PRON = {"他", "她", "他们", "她们"}
 THING_PRON = {"它", "它们", "其"}
-DEMONSTRATIVE = {"该", "此", "这个", "那个", "这家", "这所", "这项", "这些", "那些", "这", "本", "这一", "该项"}
+DEMONSTRATIVE = {"该", "此", "这个", "那个", "这家", "这所", "那家", "那所", "这项", "这些", "那些", "这", "本", "这一",
+                 "该项"}
 WH = {"谁", "哪位", "什么", "哪些", "哪个", "哪", "多少", "几", "几个", "何时", "哪里", "怎样", "如何", "怎么",
       "是否", "为什么", "何", "哪年", "多久", "多大", "几家", "多少家", "哪家", "哪所", "哪两位", "第几"}
 _NOMINAL = ("n", "nr", "ns", "nt", "nz", "nrt", "nrfg", "j", "l", "b", "vn", "eng", "an", "ng", "i")
@@ -94,9 +101,16 @@ def is_noun(t: Tok) -> bool:
 
 
 def is_inner(toks_: list[Tok], j: int) -> bool:
-    """A one-character adjective between nouns is part of a name (内蒙古工业*大*学科创中心)."""
-    return 0 < j < len(toks_) - 1 and len(toks_[j].norm) == 1 and toks_[j].flag == "a" \
+    """A one-character adjective or numeral between nouns is part of a name (内蒙古工业*大*学科创中心, 内蒙古*一*机
+    集团): a numeral counting something has a measure word after it, not a noun."""
+    return 0 < j < len(toks_) - 1 and len(toks_[j].norm) == 1 and (
+        toks_[j].flag == "a" or toks_[j].flag == "m" and toks_[j].norm in "一二三四五六七八九十") \
         and is_noun(toks_[j - 1]) and is_noun(toks_[j + 1])
+
+
+def is_unknown(t: Tok) -> bool:
+    """A word of two or more Chinese characters that is not in jieba's dictionary: most often a name (简耘, 鑫环)."""
+    return len(t.norm) > 1 and has_cjk(t.norm) and not jieba.dt.FREQ.get(t.norm)
 
 
 def is_stop(t: Tok) -> bool:
@@ -155,12 +169,15 @@ def entities(toks_: list[Tok]) -> list[Tok]:
 
 def topic(prev: str) -> str:
     """The previous question's first named thing with the nouns after it (``鄂尔多斯实验室``,
-    ``乌海市氢冶金研究孵化中心``), else its first noun phrase."""
+    ``乌海市氢冶金研究孵化中心``) and the words jieba does not know right before it (a name it tags as a verb:
+    ``简耘`` of ``简耘科技``), else its first noun phrase."""
     ts = toks(strip(prev))
     for i, t in enumerate(ts):
         if t.flag in NAME_FLAGS or t.flag in ("n", "j", "nz", "eng", "l"):
+            while i > 0 and is_unknown(ts[i - 1]):
+                i -= 1
             k = i
-            while k + 1 < len(ts) and not is_stop(ts[k + 1]) and (is_nominal(ts[k + 1]) or is_inner(ts, k + 1)) \
+            while k + 1 < len(ts) and (is_inner(ts, k + 1) or not is_stop(ts[k + 1]) and is_nominal(ts[k + 1])) \
                     and not (ts[k + 1].flag in ("v", "b") and name_kind(ts[k]) in ("place", "org", "person")):
                 k += 1
             while k > i and (ts[k].flag == "v" or (ts[k].flag == "vn" and k + 1 < len(ts) and ts[k + 1].norm == "的")):
