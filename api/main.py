@@ -18,6 +18,7 @@ from api import access, observability
 from api.audit import AuditLog, AuditMiddleware
 from api.followup import create_condenser
 from api.jobs import JobRunner
+from api.mcp_http import McpEndpoint
 from api.routes import account, answer, audit, chat, conversations, dify, documents, health, jobs, metadata, search
 from api.security import (
     AuthError,
@@ -61,6 +62,7 @@ def _status(e: errors.RagError) -> int:
 def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = observability.Metrics(lambda: getattr(app.state, "pipeline", None))
+    mcp = McpEndpoint(settings)  # the MCP tools (api/mcp_tools.py) on this app's pipeline, keys and limits
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,7 +93,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.state.jobs = JobRunner(settings, p, on_indexed=lambda: setattr(app.state, "load_error", ""),
                                    audit=lambda: getattr(app.state, "audit", None))  # a job's write audited
         app.state.jobs.start()
-        yield
+        async with mcp.running():  # MCP over streamable HTTP at /mcp (api/mcp_http.py)
+            yield
         app.state.jobs.stop()
         if app.state.llm is not None:
             app.state.llm.close()
@@ -163,6 +166,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(chat.router)
     app.include_router(dify.router)
     app.include_router(conversations.router)
+    app.router.routes.append(mcp.route())  # POST /mcp (api/mcp_http.py)
 
     if settings.metrics_enabled:
         @app.get("/metrics", include_in_schema=False)
