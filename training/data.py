@@ -110,13 +110,26 @@ def _bm25_negatives(examples: list[Example], lang: str) -> dict[str, str]:
     return out
 
 
+def _concise_mix(cmrc: list[Example], max_chars: int, share: float, n: int, rng: random.Random) -> list[Example]:
+    """``n`` questions (fewer if the pool runs out), ``share`` of them with an answer of at most ``max_chars``."""
+    short = [e for e in cmrc if len(e.answer) <= max_chars]
+    long = [e for e in cmrc if len(e.answer) > max_chars]
+    n_short = min(len(short), round(n * share))
+    out = short[:n_short] + long[: n - n_short]
+    rng.shuffle(out)
+    return out
+
+
 def build(n_hans: int = 3600, n_hant: int = 1100, n_en: int = 800, neg_share: float = 0.22, seed: int = 0,
-          split: str = "train", train_dir: Path = TRAIN_DIR, max_answer_chars: int = 0) -> list[Example]:
+          split: str = "train", train_dir: Path = TRAIN_DIR, max_answer_chars: int = 0,
+          concise_share: float = 1.0) -> list[Example]:
     """A shuffled mix of answerable and unanswerable examples for ``split`` (train | dev).
 
     ``max_answer_chars`` (training only; 0 = no limit) keeps the Chinese questions whose gold answer is at most that
     long: the service's short answer is a concise span (the cited sentence carries the explanation), while CMRC2018
-    train's gold answers run to whole clauses (mean 19 characters, median 12)."""
+    train's gold answers run to whole clauses (mean 19 characters, median 12). ``concise_share`` below 1 mixes: that
+    share of the Chinese questions is concise, the rest are drawn from the longer answers (about 0.5 is CMRC2018
+    train's own mix)."""
     import opencc
 
     rng = random.Random(seed)
@@ -125,10 +138,12 @@ def build(n_hans: int = 3600, n_hant: int = 1100, n_en: int = 800, neg_share: fl
               for e in load_squad(train_dir / "policyqa_en" / f, "en", "policyqa")]
     want_dev = split == "dev"
     cmrc = [e for e in cmrc if heldout(e.qid) == want_dev]
-    if max_answer_chars and not want_dev:
+    if max_answer_chars and not want_dev and concise_share >= 1.0:
         cmrc = [e for e in cmrc if len(e.answer) <= max_answer_chars]
     policy = [e for e in policy if heldout(e.qid) == want_dev]
     rng.shuffle(cmrc)
+    if max_answer_chars and not want_dev and concise_share < 1.0:
+        cmrc = _concise_mix(cmrc, max_answer_chars, concise_share, n_hans + n_hant, rng)
     rng.shuffle(policy)
     if want_dev:
         n_hans, n_hant, n_en = min(n_hans, 400), min(n_hant, 150), min(n_en, 150)

@@ -41,6 +41,8 @@ def args_parser() -> argparse.ArgumentParser:
     p.add_argument("--neg-share", type=float, default=0.2)
     p.add_argument("--max-answer-chars", type=int, default=0, help="keep Chinese questions whose gold answer has "
                    "at most this many characters (0 = all; stage 3 of `make train`: concise spans)")
+    p.add_argument("--concise-share", type=float, default=1.0, help="with --max-answer-chars: the share of Chinese "
+                   "questions that are concise, the rest drawn from longer answers (1 = concise only)")
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--alpha", type=int, default=32)
     p.add_argument("--lr", type=float, default=6e-4)
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     tok = features.load_tokenizer(str(a.base))
     examples = data.build(a.n_hans, a.n_hant, a.n_en, a.neg_share, a.seed, "train",
-                          max_answer_chars=a.max_answer_chars)
+                          max_answer_chars=a.max_answer_chars,
+                          concise_share=a.concise_share)
     feats = features.windows(tok, examples, a.max_len)
     n_rel = sum(f.relevant for f in feats)
     logger.info("%d windows (%d answer-bearing, %d null) from %d examples", len(feats), n_rel, len(feats) - n_rel,

@@ -72,3 +72,13 @@ def test_concise_answer_filter_applies_to_training_only(tmp_path):
     assert any(e.lang == "zh-Hant" for e in zh)
     dev = data.build(200, 40, 0, 0.0, 0, "dev", tmp_path, max_answer_chars=6)  # the held-out split stays whole
     assert max(len(e.answer) for e in dev if e.lang != "en") > 6
+
+
+def test_concise_share_mixes_short_and_long_answers(tmp_path):
+    _squad(tmp_path / "cmrc2018_train" / "cmrc2018_train.filtered.json", "TRAIN", 120)
+    _squad(tmp_path / "policyqa_en" / "dev.json", "EN", 5)
+    _squad(tmp_path / "policyqa_en" / "test.json", "ENT", 5)
+    mixed = data.build(60, 20, 0, 0.0, 0, "train", tmp_path, max_answer_chars=6, concise_share=0.75)
+    zh = [e for e in mixed if e.lang != "en"]
+    short = sum(len(e.answer) <= 6 for e in zh)
+    assert len(zh) == 80 and short == 60  # 0.75 of the 80 Chinese questions concise, the rest long
