@@ -22,7 +22,7 @@ from rag.core import docmeta
 from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.types import Chunk, Document
 from rag.index import store
-from rag.index.chunktable import write_sidecars
+from rag.index.chunktable import CHUNK_SIDECARS, write_sidecars
 from rag.index.lock import index_lock
 from rag.ingest.validity import link
 
@@ -90,7 +90,7 @@ def edit_metadata(index_dir: Path, doc_id: str, fields: Mapping[str, Any]) -> Do
         tmp = store.new_version(index_dir)
         try:
             retitle = doc.title != old_title
-            skip = (*_REWRITTEN, "chunks.jsonl", "chunks.idx.npy", "doc_chunks.json") if retitle else _REWRITTEN
+            skip = (*_REWRITTEN, "chunks.jsonl", *CHUNK_SIDECARS) if retitle else _REWRITTEN
             shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=lambda d, names: [
                 n for n in names if Path(d) == src and n in skip])
             if retitle:

@@ -5,9 +5,11 @@ Layout::
     INDEX_DIR/current -> versions/<stamp>      (symlink swapped atomically with os.replace)
     INDEX_DIR/versions/<stamp>/manifest.json   (format, model, dim, chunking params, counts)
                                chunks.jsonl    (one Chunk per line; chunk_id = FAISS id = BM25 row id)
-                               chunks.idx.npy, doc_chunks.json (offsets: chunks are read in place)
+                               chunks.idx.npy (offsets: chunks are read in place)
+                               doc_ids.json + doc_chunks.npy (each document's chunk ids, as arrays)
                                documents.jsonl (original text, so citations can be shown in place)
-                               dense.faiss     (IndexIDMap2 over inner-product index)
+                               dense.faiss     (IndexIDMap2 over inner-product index; an IVF one is
+                                                memory-mapped on load: a query touches only its probed lists)
                                bm25/           (bm25s arrays: .npy + .json, no pickle)
 
 A version is built in a temp folder and renamed into place, then ``current`` is swapped: a crash
@@ -59,7 +61,7 @@ class IndexData:
     bm25: Any  # bm25s.BM25
     bm25_ids: np.ndarray  # BM25 row -> chunk_id
     path: Path = field(default_factory=Path)
-    doc_chunks: dict[str, list[int]] = field(default_factory=dict)
+    doc_chunks: Mapping[str, list[int]] = field(default_factory=dict)  # a DocChunks when loaded from disk
     _bm25_order: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def bm25_row(self, chunk_ids: np.ndarray) -> np.ndarray:
@@ -74,8 +76,10 @@ class IndexData:
         if isinstance(self.chunks, ChunkTable):
             self.doc_chunks = self.chunks.doc_chunks
             return
+        docs: dict[str, list[int]] = {}
         for cid, c in self.chunks.items():
-            self.doc_chunks.setdefault(c.doc_id, []).append(cid)
+            docs.setdefault(c.doc_id, []).append(cid)
+        self.doc_chunks = docs
 
     @property
     def size(self) -> int:

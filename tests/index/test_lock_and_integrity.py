@@ -51,7 +51,7 @@ def test_cli_ingest_racing_an_api_upload_loses_neither(tmp_path: Path, monkeypat
     """The issue's sequence: `rag ingest DIR` has read the current version and is embedding; an upload to the
     running server on the same folder gets its 201; the CLI then switches to its own version. Before the
     lock, that version lacked the uploaded document (404 after a restart)."""
-    import rag.index.update as update
+    import rag.index.stream as update  # `rag ingest` embeds through the streamed pipeline
     from rag.cli import app
 
     index = _index(tmp_path)
@@ -186,7 +186,7 @@ def _flip(path: Path, at: int = -1) -> None:
 
 
 @pytest.mark.parametrize("name", ["dense.faiss", "chunks.jsonl", "chunks.idx.npy", "bm25_ids.npy",
-                                  "documents.jsonl", "doc_chunks.json"])
+                                  "documents.jsonl", "doc_ids.json", "doc_chunks.npy"])
 def test_a_flipped_byte_in_any_file_is_a_503_error_naming_it(tmp_path: Path, name: str) -> None:
     index = _index(tmp_path)
     _flip(store.current_path(index) / name)  # same size: only a checksum sees it (faiss loaded it silently)

@@ -56,7 +56,7 @@ def test_crash_before_switch_leaves_last_good_index(tmp_path, monkeypatch):
 
 
 def test_chunks_are_read_in_place_and_match_what_was_written(tmp_path):
-    from rag.index.chunktable import DOCS_FILE, IDX_FILE, ChunkTable
+    from rag.index.chunktable import DOC_CHUNKS_FILE, DOC_IDS_FILE, IDX_FILE, ChunkTable, DocChunks
 
     docs = [Document(f"d{i}.txt", "。".join(f"第{i}份文件的第{j}句，讲科技“创新”与人才" for j in range(40)) + "。")
             for i in range(6)]
@@ -76,8 +76,17 @@ def test_chunks_are_read_in_place_and_match_what_was_written(tmp_path):
         idx.chunks[10**9]
     assert {d: sorted(v) for d, v in idx.doc_chunks.items()} == {
         d.doc_id: sorted(k for k, c in eager.items() if c.doc_id == d.doc_id) for d in docs}
+    assert isinstance(idx.doc_chunks, DocChunks) and "d9.txt" not in idx.doc_chunks
+    with pytest.raises(KeyError):
+        idx.doc_chunks["d9.txt"]
+    # a version written with the older doc_chunks.json (a dict of lists) reads the same
+    (folder / "doc_chunks.json").write_text(json.dumps(dict(idx.doc_chunks.items())))
+    (folder / DOC_IDS_FILE).unlink()
+    (folder / DOC_CHUNKS_FILE).unlink()
+    legacy = ChunkTable(folder.resolve())
+    assert isinstance(legacy.doc_chunks, DocChunks) and legacy.doc_chunks == idx.doc_chunks
     # an index written before the sidecars existed is scanned on load, with the same result
     (folder / IDX_FILE).unlink()
-    (folder / DOCS_FILE).unlink()
+    (folder / "doc_chunks.json").unlink()
     old = ChunkTable(folder.resolve())
     assert dict(old.items()) == eager and old.doc_chunks == idx.doc_chunks
