@@ -108,8 +108,13 @@ eval-llm: model llm-install
 	$(BIN)/python -m eval.run --sets rgb --rgb-limit $(LLM_EVAL_N) --llm $(LLM_SIZE) --llm-limit $(LLM_EVAL_N) \
 	  --out eval/reports/llm-$(LLM_SIZE)
 
+# Peers (bench/peers.py: ours vs txtai vs a Langchain-Chatchat-equivalent retriever, CMRC/DRCD) then the speed
+# report; the README tables are regenerated from bench/results/ (bench/readme.py), never typed
 bench: model
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.peers
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.readme
 
 clean:
 	rm -rf $(VENV) .cache data/index
