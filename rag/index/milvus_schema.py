@@ -114,10 +114,14 @@ class Milvus:
             self._client = None
 
     def live(self, alias: str) -> str | None:
-        """The collection the alias points at, None when there is no alias (no index yet)."""
-        if alias not in self.call("list_aliases").get("aliases", []):
+        """The collection the alias points at, None when there is no alias (no index yet): one round trip when
+        it exists (every request of a replica asks)."""
+        try:
+            return str(self.call("describe_alias", alias)["collection_name"])
+        except IndexUnavailableError:
+            if alias in self.call("list_aliases").get("aliases", []):
+                raise  # Milvus answers but the alias could not be read: a real failure
             return None
-        return str(self.call("describe_alias", alias)["collection_name"])
 
 
 def create_version(m: Milvus, name: str, dim: int, manifest: dict[str, Any]) -> None:
