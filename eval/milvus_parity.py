@@ -76,7 +76,7 @@ def milvus_pipeline(p: Pipeline, uri: str, alias: str) -> Pipeline:
 
     assert p.index is not None
     s = p.settings.model_copy(update={"backend": "milvus", "milvus_uri": uri, "milvus_alias": alias,
-                                      "milvus_timeout": 60.0})
+                                      "milvus_timeout": 60.0, "reader": "rules"})  # retrieval only
     import_index(MilvusBackend(s), p.index)
     return Pipeline(s, embedder=p.embedder).load()
 
