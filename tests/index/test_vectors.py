@@ -108,6 +108,13 @@ def test_save_and_load(store, tmp_path):
     t = load_store(tmp_path)
     assert t.kind == s.kind and t.ntotal == s.ntotal
     assert np.array_equal(t.search(x[:5], 3)[1], s.search(x[:5], 3)[1])
+    assert np.allclose(t.reconstruct(ids[:4]), s.reconstruct(ids[:4]))
+    assert np.array_equal(t.search(x[:2], 3, ids[10:50])[1], s.search(x[:2], 3, ids[10:50])[1])
+    if s.kind == "ivfsq8":  # the lists are mapped from the file on load, not copied into RAM
+        import faiss
+
+        lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(t.index).invlists)
+        assert isinstance(lists, faiss.OnDiskInvertedLists)
 
 
 def test_auto_picks_flat_for_small_corpora():
