@@ -5,6 +5,7 @@ part by load step (embedder, each index component, BM25 idf, the cross-lingual d
 
 ``python -m bench.memory build --n 1000000 --out .cache/bench/m1m``
 ``python -m bench.memory measure --index .cache/bench/m1m [--profile] [--out bench/results/memory_1m.json]``
+``python -m bench.memory recall --index .cache/bench/m1m`` (the served dense index against exact search)
 
 The synthetic corpus is bench.run's: the real chunks of CMRC/DRCD paragraphs with their real vectors, mixed
 pairwise plus noise, and their real BM25 tokens. The base (chunks, vectors, tokens, queries) is cached beside
@@ -29,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import _load, base_corpus, lat, rss_mb, synth_index  # noqa: E402
+from bench.run import _load, base_corpus, lat, rss_mb, synth_index, synth_vectors  # noqa: E402
 from rag.core.types import Chunk  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def _base(out: Path, base_docs: int) -> tuple[list[Chunk], np.ndarray, list[list
     from rag.core.config import Settings
 
     s = Settings()
-    emb = create_embedder(s.embedder, s.models_dir, s.model_name, s.dtype, s.batch_size)
+    emb = create_embedder(s.embedder, s.models_dir, s.model_name, s.dtype, s.batch_size, s.torch_threads)
     chunks, vecs, toks, queries, _ = base_corpus(emb, base_docs)
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / "chunks.jsonl", "w", encoding="utf-8") as f:
@@ -173,6 +174,35 @@ def profile(index_dir: Path) -> dict[str, float]:
     return steps
 
 
+def recall(out: Path, queries: int = 200) -> dict[str, Any]:
+    """Recall@10 of the index's dense store as the server loads it (IVF memory-mapped, its nprobe) against
+    exact inner-product search over the same synthetic vectors (regenerated: same n, same base)."""
+    import faiss
+
+    from embeddings.factory import create_embedder
+    from rag.core.config import Settings
+    from rag.index.vectors import load_store
+
+    _, vecs, _, qs = _base(out, 0)
+    s = Settings()
+    emb = create_embedder(s.embedder, s.models_dir, s.model_name, s.dtype, s.batch_size, s.torch_threads,
+                          s.query_backend)
+    qv = emb.encode_queries(qs[:queries])
+    dense = load_store((out / "index" / "current").resolve())
+    v = synth_vectors(dense.ntotal, vecs)
+    t = time.perf_counter()
+    _, exact = faiss.knn(qv, v, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    exact_ms = (time.perf_counter() - t) * 1000 / len(qv)
+    del v
+    t = time.perf_counter()
+    _, got = dense.search(qv, 10)
+    ann_ms = (time.perf_counter() - t) * 1000 / len(qv)
+    rec = float(np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got.tolist(), exact.tolist())]))
+    return {"n": dense.ntotal, "kind": dense.kind, "nprobe": getattr(dense, "nprobe", None), "queries": len(qv),
+            "recall@10_vs_exact": round(rec, 4), "ann_ms_per_query": round(ann_ms, 3),
+            "exact_ms_per_query": round(exact_ms, 2), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.memory")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -180,6 +210,9 @@ def main() -> None:
     b.add_argument("--n", type=int, default=1_000_000)
     b.add_argument("--base-docs", type=int, default=600)
     b.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench" / "m1m")
+    r = sub.add_parser("recall")
+    r.add_argument("--index", type=Path, default=ROOT / ".cache" / "bench" / "m1m")
+    r.add_argument("--out", type=Path)
     m = sub.add_parser("measure")
     m.add_argument("--index", type=Path, default=ROOT / ".cache" / "bench" / "m1m")
     m.add_argument("--seconds", type=float, default=15)
@@ -190,6 +223,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.cmd == "build":
         rep = build(a.out, a.n, a.base_docs)
+    elif a.cmd == "recall":
+        rep = recall(a.index)
     else:
         meta = json.loads((a.index / "base" / "meta.json").read_text(encoding="utf-8"))
         env = dict(kv.split("=", 1) for kv in a.env)
@@ -199,7 +234,7 @@ def main() -> None:
         rep["server"] = measure(a.index / "index", meta["queries"], a.seconds, tuple(a.clients), env)
     text = json.dumps(rep, indent=1, ensure_ascii=False)
     print(text)
-    if getattr(a, "out", None) and a.cmd == "measure":
+    if a.cmd != "build" and a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(text + "\n")
 

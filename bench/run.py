@@ -80,21 +80,28 @@ def base_corpus(embedder: Any, limit_docs: int) -> tuple[list[Chunk], np.ndarray
     return chunks, vecs, toks, queries, ingest
 
 
+def synth_vectors(n: int, vecs: np.ndarray) -> np.ndarray:
+    """n unit vectors from the b real ones (row i from real row i % b), the same for the same n and base."""
+    b = len(vecs)
+    rng = np.random.default_rng(n)
+    # each synthetic vector mixes its chunk's real vector with another real one plus noise, so the N points
+    # spread over the real embedding manifold instead of forming N/b near-identical copies (ties that
+    # would make the ANN-vs-exact recall meaningless)
+    mix = vecs[rng.integers(0, b, n)] * rng.uniform(0.2, 0.5, (n, 1)).astype(np.float32)
+    v = vecs[np.arange(n) % b] + mix + rng.standard_normal((n, vecs.shape[1])).astype(np.float32) * 0.01
+    del mix
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
+
+
 def synth_index(out: Path, n: int, chunks: list[Chunk], vecs: np.ndarray, toks: list[list[str]],
                 kind: str = "auto") -> dict[str, Any]:
     """Write a real index version of n chunks replicated from the base (vectors jittered)."""
     import bm25s
 
     b = len(chunks)
-    rng = np.random.default_rng(n)
     idx = np.arange(n) % b
-    # each synthetic vector mixes its chunk's real vector with another real one plus noise, so the N points
-    # spread over the real embedding manifold instead of forming N/b near-identical copies (ties that
-    # would make the ANN-vs-exact recall meaningless)
-    mix = vecs[rng.integers(0, b, n)] * rng.uniform(0.2, 0.5, (n, 1)).astype(np.float32)
-    v = vecs[idx] + mix + rng.standard_normal((n, vecs.shape[1])).astype(np.float32) * 0.01
-    del mix
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v = synth_vectors(n, vecs)
     ids = np.arange(n, dtype=np.int64)
     t0 = time.perf_counter()
     dense = FaissStore.build(vecs.shape[1], ids, v, kind)
