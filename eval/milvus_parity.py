@@ -157,6 +157,7 @@ class Parity:
             atexit.register(self._stop)  # never left running when the eval fails later
             self.uri = self._server.wait().uri
         self.rows += rows(p, ds, self.uri, self.sample)
+        self.model = str(p.index.manifest.get("model", "")) if p.index is not None else ""
 
     def _stop(self) -> None:
         if self._server is not None:
@@ -169,6 +170,7 @@ class Parity:
     def finish(self, out: Path) -> list[dict[str, Any]]:
         """Write DIR/milvus_parity.md, stop the server started here, then raise if a gap is too large."""
         where = f"milvus-lite server process at {self.uri}" if self._server else self.uri
+        where += f"; embedder {getattr(self, 'model', '?')}"
         tab = table(self.rows)
         write_report(tab, out, where, " ".join(f"{x:.1f}" for x in os.getloadavg()))
         self._stop()
@@ -177,8 +179,8 @@ class Parity:
 
 
 def main() -> None:
-    """``python -m eval.milvus_parity [--sample N] [--out DIR]``: only this part of ``make eval`` (builds the
-    file indexes of CMRC2018 dev and DRCD dev with the real model first)."""
+    """``python -m eval.milvus_parity [--sample N] [--out DIR] [--embedder hash]``: only this part of ``make eval``
+    (builds the file indexes of CMRC2018 dev and DRCD dev first, with the real model unless ``--embedder hash``)."""
     import argparse
     import json
     import logging
@@ -193,8 +195,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m eval.milvus_parity")
     ap.add_argument("--sample", type=int, default=150)
     ap.add_argument("--out", default="eval/reports/milvus")
+    ap.add_argument("--embedder", choices=["sbert", "hash"], default="sbert", help="hash: the tiny test embedder "
+                    "(both backends get the same vectors either way; only the absolute recall changes)")
     args = ap.parse_args()
-    s = Settings()
+    s = Settings(embedder=args.embedder)
     embedder = create_embedder(s.embedder, s.models_dir, s.model_name, s.dtype, s.batch_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
