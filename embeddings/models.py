@@ -261,10 +261,11 @@ def main(argv: list[str]) -> int:
     dest = a.dest or get_settings().models_dir / MODEL
     if a.command == "install":
         install(dest)
-        try:  # the query fast path (embeddings/onnx.py); cached, so a re-run costs nothing
-            from embeddings.onnx import export
+        try:  # the ONNX Runtime paths (embeddings/onnx.py), fp32 and int8; cached, so a re-run costs nothing
+            from embeddings.onnx import export, quantize
 
             logger.info("onnx export: %s", export(dest))
+            logger.info("onnx int8: %s", quantize(dest))
         except Exception as e:  # noqa: BLE001 - the torch path still works; say why the fast one won't
             logger.warning("onnx export skipped (%s: %s): queries will go through torch", type(e).__name__, e)
     else:

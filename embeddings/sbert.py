@@ -1,10 +1,17 @@
 """sentence-transformers embedder (multilingual-e5-small by default).
 
-Queries and small passage batches (answer sentences, claims, a short upload) go through ONNX Runtime on the
-same weights when it is installed (embeddings/onnx.py); bulk passage batches (ingest) go through
-sentence-transformers, whose length-sorted batching is faster on long texts. The torch model is loaded on the
-first bulk batch, so a serving process stays small and its first cross-lingual answer does not wait ~7 s for it.
-dtype ``auto`` picks bf16 only where the CPU has AMX (measured slower than fp32 on AVX-512 alone).
+``precision`` (RAG_EMBED_PRECISION) picks the encoder:
+
+* ``int8``: every query and passage through ONNX Runtime on the int8 export (embeddings/onnx.py); the torch
+  copy of the weights is never loaded (unless a CUDA device is used for bulk passages, below).
+* ``fp32``: queries and small passage batches (answer sentences, claims, a short upload) through ONNX Runtime
+  fp32; bulk passage batches (ingest) through sentence-transformers, loaded on the first bulk batch so a
+  serving process stays small and its first cross-lingual answer does not wait ~7 s for it.
+
+``device`` (RAG_DEVICE): ``auto`` = CUDA when torch sees a device (bulk passages then go through torch on the
+GPU, whatever the precision; queries stay on ONNX Runtime CPU, a few ms each), else CPU. The CPU path is the
+default and the one tested here. dtype ``auto`` picks bf16 only where the CPU has AMX (measured slower than fp32
+on AVX-512 alone); on CUDA, float16.
 """
 
 from __future__ import annotations
@@ -36,13 +43,34 @@ def resolve_dtype(dtype: str) -> str:
     return "bfloat16" if "amx_bf16" in flags else "float32"
 
 
+def resolve_device(device: str) -> str:
+    """``auto``: ``cuda`` when torch sees a CUDA device, else ``cpu``. Without an NVIDIA driver
+    (/proc/driver/nvidia) torch is not even imported, so a CPU server never pays for it."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device {device!r}: choose auto, cpu or cuda")
+    if device == "cpu" or (device == "auto" and not Path("/proc/driver/nvidia").exists()):
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise ValueError("RAG_DEVICE=cuda but torch sees no CUDA device (a CPU-only torch? see README, GPU)")
+    return "cpu"
+
+
 class SentenceTransformerEmbedder:
     """Loads a local sentence-transformers folder; prompts come from its config (query/passage)."""
 
     def __init__(self, path: Path, dtype: str = "auto", batch_size: int = 32, threads: int = 0,
-                 query_backend: str = "auto") -> None:
-        self.path = path
-        self.dtype = resolve_dtype(dtype)
+                 query_backend: str = "auto", precision: str = "fp32", device: str = "auto") -> None:
+        from embeddings.onnx import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"embedding precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        self.path, self.precision = path, precision
+        self.device = resolve_device(device)
+        self.dtype = "float16" if self.device == "cuda" and dtype == "auto" else resolve_dtype(dtype)
         self.threads = threads
         self.batch_size = batch_size
         meta = json.loads((path / "install.json").read_text()) if (path / "install.json").exists() else {}
@@ -69,14 +97,14 @@ class SentenceTransformerEmbedder:
         self._plock = threading.Lock()
         self.max_query_batch = 32
         self.query_backend, self._onnx = "torch", None
-        if query_backend in ("auto", "onnx"):
+        if query_backend in ("auto", "onnx") or precision == "int8":
             try:
-                from embeddings.onnx import OnnxQueryEncoder
+                from embeddings.onnx import OnnxEncoder
 
-                self._onnx = OnnxQueryEncoder(path, threads)
+                self._onnx = OnnxEncoder(path, threads, precision, batch_size)
                 self.query_backend = "onnx"
             except Exception as e:  # noqa: BLE001 - auto falls back to torch, with the reason logged
-                if query_backend == "onnx":
+                if query_backend == "onnx" or precision == "int8":
                     raise
                 logger.warning("ONNX query encoder unavailable (%s: %s): queries go through torch",
                                type(e).__name__, e)
@@ -84,9 +112,13 @@ class SentenceTransformerEmbedder:
             raise ValueError(f"query_backend {query_backend!r}: choose auto, onnx or torch")
         if self._onnx is None:
             _ = self.model  # no fast path: load the torch model now, not on the first request
-        logger.info("loaded %s (%d-d, queries via %s; torch %s %s) from %s", self.name, self.dim,
-                    self.query_backend, self.dtype, "loaded" if self._model is not None else "on first passage",
-                    path)
+        logger.info("loaded %s (%d-d, %s, queries via %s; bulk passages via %s) from %s", self.name, self.dim,
+                    precision, self.query_backend, self.bulk_backend, path)
+
+    @property
+    def bulk_backend(self) -> str:
+        """Where bulk passage batches (ingest) run: ``onnx-int8`` on CPU, else torch on ``self.device``."""
+        return "onnx-int8" if self.precision == "int8" and self.device == "cpu" else f"torch-{self.device}"
 
     @property
     def model(self):  # type: ignore[no-untyped-def]
@@ -100,8 +132,9 @@ class SentenceTransformerEmbedder:
 
                     if self.threads:
                         torch.set_num_threads(self.threads)
-                    torch_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[self.dtype]
-                    self._model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True,
+                    torch_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32,
+                                   "float16": torch.float16}[self.dtype]
+                    self._model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True,
                                                       model_kwargs={"dtype": torch_dtype})
         return self._model
 
@@ -112,7 +145,8 @@ class SentenceTransformerEmbedder:
             return self._forward(texts, prompt_name)
 
     def _forward(self, texts: list[str], prompt_name: str) -> np.ndarray:
-        if self._onnx is not None and (prompt_name == "query" or sum(map(len, texts)) <= ONNX_PASSAGE_CHARS):
+        if self._onnx is not None and (prompt_name == "query" or self.bulk_backend == "onnx-int8"
+                                       or sum(map(len, texts)) <= ONNX_PASSAGE_CHARS):
             return self._onnx.encode([self.prompts.get(prompt_name, "") + t for t in texts])
         import torch
 

@@ -22,6 +22,12 @@ class Settings(BaseSettings):
                                            "with AVX-512 alone fp32 measured 1.6x faster (bench/results)")
     query_backend: str = Field("auto", description="auto | onnx | torch: encoder for queries (auto = ONNX "
                                                    "Runtime when installed: same weights, a few ms per query)")
+    embed_precision: Literal["fp32", "int8"] = Field("fp32", description="fp32 | int8: int8 = queries and "
+                                                     "passages through the ONNX Runtime int8 export (per-channel "
+                                                     "dynamic quantisation; quality vs fp32 in "
+                                                     "bench/results/int8_quality.md)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto | cpu | cuda: bulk passage "
+                                                   "encoding on CUDA when torch sees a device (auto), else CPU")
     batch_size: int = Field(32, ge=1, le=1024)
     torch_threads: int = Field(0, ge=0, description="0 = torch default")
 
