@@ -41,10 +41,14 @@ class Reader(nn.Module):
         return self.heads(h, attention_mask)
 
 
-def base_encoder(model_dir: str) -> nn.Module:
+def base_encoder(model_dir: str, attn: str | None = None) -> nn.Module:
+    """The encoder; ``attn="eager"`` for the ONNX export (its attention graph is the one ONNX Runtime's transformer
+    optimizer fuses into one ``Attention`` op per layer; the SDPA export's is not fused)."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(model_dir, add_pooling_layer=False)
+    if attn is None:
+        return AutoModel.from_pretrained(model_dir, add_pooling_layer=False)
+    return AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation=attn)
 
 
 def lora_encoder(model_dir: str, rank: int, alpha: int, dropout: float = 0.05) -> nn.Module:
