@@ -1,179 +1,42 @@
-"""Build a large Chinese corpus (>= 50,000 documents) from ../shared/data and ingest it in resumable batches.
+"""Ingest a large Chinese corpus (>= 50,000 documents, ``scripts/large_corpus.py``) and report its speed.
 
-Corpus (written once as .txt files under ``--corpus-dir``, reused while its corpus.json matches):
+Two pipelines over the same files, index and embedder:
 
-1. every distinct paragraph (>= 40 characters after whitespace normalisation) of: CMRC 2018 dev + trial
-   contexts, DRCD dev contexts, DuReader 2.0 demo (dev + train) document paragraphs, RGB zh
-   (refine, int, fact) positive and negative passages;
-2. if that is fewer than ``--docs``: **sentence-window documents** over the same paragraphs: each
-   paragraph is split into sentences (after 。！？!?；), and every run of 3 consecutive sentences
-   (stride 2; then 2 sentences, stride 1, if still short) that is shorter than its paragraph and >= 40
-   characters becomes one more document, distinct by content. All text is real; windows overlap their
-   source paragraph, which is fine for throughput but makes the corpus more redundant than a real one.
+* ``--pipeline stream`` (default): ``rag.index.stream.ingest_files``, what `rag ingest` runs: a producer thread
+  loads and chunks the next files while the current segment is embedded; segments are checkpointed, so a
+  killed run (even ``kill -9``) resumes where it stopped; one new version (BM25 fitted once) at the end.
+* ``--pipeline batches``: the files in batches of ``--batch``, each through ``rag.index.update.apply_changes``
+  (one complete new version per batch: it reads back every kept vector and refits BM25, so per-batch time grows
+  with the index); the report splits each batch's time by phase. A crash loses at most the batch in flight.
 
-Ingestion: the files are taken in order in batches of ``--batch``; each batch goes through
-``rag.index.update.apply_changes`` (one new index version per batch, switched atomically). A crash or ^C
-loses at most the batch in flight: on restart, batches whose documents are all in the current version
-with the same sha256 are skipped, and within a batch unchanged documents are no-ops.
-
-Embedder: ``hash`` by default (RAG_EMBEDDER=hash: a deterministic hashed n-gram embedder, so 50k documents
-finish in minutes on 2 cores; it measures the pipeline, not the model). ``--real`` uses the configured
-sentence-transformers model (RAG_MODEL_NAME) on a subset (default 2,000 documents) to report real docs/s.
-
-Prints one JSON report: docs/s, chunks/s, peak RSS, and per batch the time split by phase (load current
-version, reconstruct kept vectors, embed, BM25 fit, vector store build, save). apply_changes writes a
-complete new version per batch (it reads back every kept vector and rebuilds the vector store), so
-per-batch time grows with the index; the report shows how much.
+Embedder: ``hash`` by default (a deterministic hashed n-gram embedder: measures the pipeline, not the model).
+``--real`` uses the configured model (RAG_MODEL_NAME, RAG_EMBED_PRECISION) on a subset (default 2,000
+documents) to report real docs/s. Prints one JSON report: docs/s, chunks/s, peak RSS, load average, timings.
 
     .venv/bin/python scripts/ingest_large.py                       # 50k docs, hash embedder, FAISS
     .venv/bin/python scripts/ingest_large.py --store milvus        # same into milvus-lite
-    .venv/bin/python scripts/ingest_large.py --real --docs 2000 --batch 1000
+    .venv/bin/python scripts/ingest_large.py --real --docs 10000 --fresh
+    RAG_EMBED_PRECISION=fp32 .venv/bin/python scripts/ingest_large.py --real --pipeline batches --batch 2000
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import functools
 import json
 import os
-import re
 import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DATA = ROOT.parent / "shared" / "data"
-MIN_CHARS = 40
-_SENT_END = re.compile(r"(?<=[。！？!?；;])")
-CORPUS_FORMAT = 1
-
-
-# ---- corpus ---------------------------------------------------------------------------------------
-
-def _norm(text: str) -> str:
-    return re.sub(r"[ \t\r\f\v\u3000\xa0]+", " ", text).strip()
-
-
-def _squad(path: Path) -> Iterator[str]:
-    d = json.loads(path.read_text(encoding="utf-8"))
-    for art in d["data"]:
-        for p in art["paragraphs"]:
-            yield p["context"]
-
-
-def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-def _flatten(x: Any) -> Iterator[str]:
-    if isinstance(x, str):
-        yield x
-    elif isinstance(x, list):
-        for y in x:
-            yield from _flatten(y)
-
-
-def source_paragraphs(data: Path) -> dict[str, list[str]]:
-    """Raw paragraphs per source, in file order."""
-    out: dict[str, list[str]] = {}
-    out["cmrc2018"] = [*_squad(data / "cmrc2018/cmrc2018_dev.squad.json"),
-                       *_squad(data / "cmrc2018/cmrc2018_trial.squad.json")]
-    out["drcd"] = list(_squad(data / "drcd/DRCD_dev.json"))
-    out["dureader"] = [p for fn in ("search.dev.json", "search.train.json")
-                       for q in _jsonl(data / "dureader2_demo" / fn)
-                       for doc in q.get("documents", []) for p in doc.get("paragraphs", [])]
-    out["rgb_zh"] = [p for fn in ("zh_refine.json", "zh_int.json", "zh_fact.json")
-                     for q in _jsonl(data / "rgb_zh" / fn)
-                     for key in ("positive", "negative") for p in _flatten(q.get(key, []))]
-    return out
-
-
-def _sentences(text: str) -> list[str]:
-    parts: list[str] = []
-    for line in text.split("\n"):
-        parts += [s.strip() for s in _SENT_END.split(line) if s.strip()]
-    return parts
-
-
-def build_corpus(data: Path, target: int) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """[(name, text)] of at least ``target`` distinct documents (fewer only if the data can't give more)."""
-    seen: set[str] = set()
-    docs: list[tuple[str, str]] = []
-    stats: dict[str, Any] = {"paragraphs": {}, "windows": {}}
-    paras: list[tuple[str, str]] = []
-    for src, items in source_paragraphs(data).items():
-        n = 0
-        for raw in items:
-            t = _norm(raw)
-            if len(t) < MIN_CHARS or t in seen:
-                continue
-            seen.add(t)
-            paras.append((src, t))
-            n += 1
-        stats["paragraphs"][src] = n
-    docs = [(f"{src}-p{i:06d}.txt", t) for i, (src, t) in enumerate(paras)]
-    for size, stride in ((3, 2), (2, 1), (1, 1)):
-        if len(docs) >= target:
-            break
-        added = 0
-        for i, (src, t) in enumerate(paras):
-            sents = _sentences(t)
-            if len(sents) <= size:
-                continue
-            for s in range(0, len(sents) - size + 1, stride):
-                w = "".join(sents[s : s + size])
-                if len(w) < MIN_CHARS or w in seen:
-                    continue
-                seen.add(w)
-                docs.append((f"{src}-w{size}-{i:06d}-{s:03d}.txt", w))
-                added += 1
-                if len(docs) >= target:
-                    break
-            if len(docs) >= target:
-                break
-        stats["windows"][f"{size}_sentences_stride_{stride}"] = added
-    docs = docs[:target]
-    stats["documents"] = len(docs)
-    stats["distinct_paragraphs"] = len(paras)
-    stats["chars"] = sum(len(t) for _, t in docs)
-    stats["method"] = ("distinct paragraphs (>= 40 chars) of cmrc2018 dev+trial, drcd dev, dureader2_demo "
-                       "dev+train, rgb_zh refine/int/fact positives+negatives; then sentence windows over "
-                       "those paragraphs (3 sentences stride 2, then 2 stride 1, then single sentences)")
-    return docs, stats
-
-
-def write_corpus(folder: Path, target: int) -> dict[str, Any]:
-    """Write the .txt files (in subfolders of 1,000) unless an identical corpus is already there."""
-    meta_path = folder / "corpus.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") == CORPUS_FORMAT and meta.get("target") == target:
-            return dict(meta)
-    docs, stats = build_corpus(DATA, target)
-    if folder.exists():
-        shutil.rmtree(folder)
-    for i, (name, text) in enumerate(docs):
-        sub = folder / f"{i // 1000:03d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        (sub / name).write_text(text + "\n", encoding="utf-8")
-    digest = hashlib.sha256("\n".join(n for n, _ in docs).encode()).hexdigest()[:16]
-    meta = {"format": CORPUS_FORMAT, "target": target, "names_sha": digest, **stats}
-    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1))
-    return meta
-
-
-def corpus_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*/*.txt"))
-
+from large_corpus import corpus_files, write_corpus  # noqa: E402
 
 # ---- ingestion --------------------------------------------------------------------------------------
 
@@ -218,7 +81,7 @@ class PhaseTimer:
             owner: Any = getattr(upd, mod) if mod else upd
             orig = getattr(owner, name)
             setattr(owner, name, self._wrap(phase, orig))
-            self._undo.append(lambda o=owner, n=name, f=orig: setattr(o, n, f))
+            self._undo.append(functools.partial(setattr, owner, name, orig))
         self._wrap_reconstruct()
 
     def _wrap_reconstruct(self) -> None:
@@ -235,7 +98,7 @@ class PhaseTimer:
         for cls in classes:
             orig = cls.reconstruct
             cls.reconstruct = self._wrap("reconstruct", orig)
-            self._undo.append(lambda c=cls, f=orig: setattr(c, "reconstruct", f))
+            self._undo.append(functools.partial(setattr, cls, "reconstruct", orig))
 
     def _wrap(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*a: Any, **kw: Any) -> Any:
@@ -262,7 +125,37 @@ def make_embedder(real: bool) -> tuple[Any, str]:
     from embeddings.factory import create_embedder
 
     emb = create_embedder("sbert", s.models_dir, s.model_name, s.dtype, s.batch_size, s.torch_threads)
-    return emb, f"sbert {s.model_name} ({s.dtype}, {emb.dim}-d)"
+    return emb, (f"sbert {s.model_name} ({getattr(emb, 'precision', '?')}, passages via "
+                 f"{getattr(emb, 'bulk_backend', '?')}, {emb.dim}-d)")
+
+
+def ingest_streamed(files: list[Path], index_dir: Path, emb: Any, vector_store: str,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    from rag.core.config import Settings
+    from rag.index.stream import StreamParams, StreamProgress, ingest_files
+
+    s = Settings()
+    last = [0.0]
+
+    def show(p: StreamProgress) -> None:
+        if time.perf_counter() - last[0] > 30 or p.files_done == p.files_total:
+            last[0] = time.perf_counter()
+            left = (p.files_total - p.files_done) / max(p.files_done - p.resumed_files, 1) * \
+                (time.perf_counter() - p.started)
+            log(f"{p.files_done}/{p.files_total} files, {p.chunks} chunks, {p.passages_per_s:.1f} passages/s, "
+                f"ETA {left:.0f} s, rss {rss_mb():.0f} MB, load {os.getloadavg()[0]:.2f}")
+
+    t = time.perf_counter()
+    rep = ingest_files(index_dir, emb, files, StreamParams(s.chunk_size, s.chunk_overlap, s.batch_size, s.index_kind,
+                                                           vector_store, meta={"collection": "large"}),
+                       root=files[0].parent.parent if files else None, progress=show)
+    secs = time.perf_counter() - t
+    new = len(rep.added) + len(rep.replaced)
+    return {"pipeline": "stream", "docs_ingested": new, "unchanged": len(rep.unchanged),
+            "resumed_after_files": rep.resumed_files, "chunks_embedded": rep.embedded, "final_chunks": rep.chunks,
+            "seconds": round(secs, 2), "docs_per_s": round(new / secs, 1) if secs else None,
+            "chunks_per_s": round(rep.embedded / secs, 1) if secs else None, "timings": rep.timings,
+            "failures": len(rep.failures), "version": rep.version}
 
 
 def sample_queries(index_dir: Path, emb: Any, n: int = 20) -> dict[str, Any]:
@@ -355,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--index-dir", type=Path, default=None, help="default WORK/index-<embedder>-<store>")
     ap.add_argument("--fresh", action="store_true", help="delete the index first (no resume)")
     ap.add_argument("--max-batches", type=int, default=None, help="stop after N batches (to test resume)")
+    ap.add_argument("--pipeline", choices=["stream", "batches"], default="stream")
     ap.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
     args = ap.parse_args(argv)
     docs_n = args.docs or (2000 if args.real else 50_000)
@@ -374,17 +268,21 @@ def main(argv: list[str] | None = None) -> int:
     emb, emb_label = make_embedder(args.real)
     cur = index_dir / "current" / "manifest.json"
     start_chunks = int(json.loads(cur.read_text()).get("n_chunks", 0)) if cur.exists() else 0
-    log(f"ingesting into {index_dir} ({args.store}, {emb_label}), batches of {batch}"
+    log(f"ingesting into {index_dir} ({args.store}, {emb_label}), pipeline {args.pipeline}"
+        + (f", batches of {batch}" if args.pipeline == "batches" else "")
         + (f", resuming from {start_chunks} chunks" if start_chunks else ""))
-    res = ingest(files, index_dir, emb, batch, args.store, args.max_batches, log)
+    load_start = os.getloadavg()
+    res = ingest(files, index_dir, emb, batch, args.store, args.max_batches, log) if args.pipeline == "batches" \
+        else ingest_streamed(files, index_dir, emb, args.store, log)
     report: dict[str, Any] = {
         "corpus": {k: meta[k] for k in ("documents", "distinct_paragraphs", "paragraphs", "windows", "chars",
                                         "method")},
         "docs_requested": docs_n, "batch_size": batch, "embedder": emb_label, "vector_store": args.store,
         "index_dir": str(index_dir), "cpus": os.cpu_count(), **res,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+        "training_running": bool(os.popen("pgrep -f [t]raining.train").read().strip()),
     }
-    if res["batches"] or start_chunks:
+    if res.get("batches") or res.get("docs_ingested") or start_chunks:
         report["search"] = sample_queries(index_dir, emb)
     text = json.dumps(report, ensure_ascii=False, indent=1)
     print(text)
