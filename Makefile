@@ -43,16 +43,22 @@ model: install
 	# the trained reader + cross-encoder: committed LoRA delta (sha256-checked) merged and exported to ONNX
 	$(BIN)/python -m training.export install
 
-# Re-train the reader/cross-encoder delta from ../shared/data/train in two resumable stages (checkpoints in
+# Re-train the reader/cross-encoder delta from ../shared/data/train in three resumable stages (checkpoints in
 # .cache/training/reader*/; see training/artifacts/reader-e5-small-lora/MODEL_CARD.md for the wall time):
-# stage 1, 500 fp32 steps; stage 2 warm-started from it, one bf16 pass over a new seeded sample. Then fit the
-# refusal thresholds on the held-out split and write the card.
+# stage 1, 500 fp32 steps; stage 2 warm-started from it, one bf16 pass over a new seeded sample; stage 3, 400 bf16
+# steps with 75% of the Chinese questions concise (gold answer <= 12 characters). Then fit the refusal thresholds on
+# the held-out split and write the card.
 STAGE1 := .cache/training/reader
 STAGE2 := .cache/training/reader-stage2
+STAGE3 := .cache/training/reader-stage3e
 train: model
 	$(BIN)/python -m training.train --work $(STAGE1) --out $(STAGE1)/delta $(TRAIN_ARGS)
 	$(BIN)/python -m training.train --init $(STAGE1)/delta --work $(STAGE2) --bf16 --seed 1 --n-hans 4000 \
-		--n-hant 2000 --n-en 900 --lr 4e-4 --head-lr 1e-3 --max-steps 900 --stop-after 0 $(TRAIN2_ARGS)
+		--n-hant 2000 --n-en 900 --lr 4e-4 --head-lr 1e-3 --max-steps 900 --stop-after 0 --out $(STAGE2)/delta \
+		$(TRAIN2_ARGS)
+	$(BIN)/python -m training.train --init $(STAGE2)/delta --work $(STAGE3) --out training/artifacts/reader-e5-small-lora \
+		--bf16 --seed 3 --n-hans 3000 --n-hant 1500 --n-en 600 --neg-share 0.2 --max-answer-chars 12 \
+		--concise-share 0.75 --lr 3e-4 --head-lr 1e-3 --max-steps 400 --stop-after 0 $(TRAIN3_ARGS)
 	$(BIN)/python -m training.export fit
 
 # EmbeddingGemma-300m, the optional reranker (RAG_RERANK=gemma; `make eval` adds a hybrid+rerank row when it is

@@ -22,8 +22,10 @@ question is held out (threshold fitting and the metrics below) when the first 8 
 
 
 def _stage(a: dict) -> str:
-    concise = (f", gold answers of at most {a['max_answer_chars']} characters (Chinese)"
-               if a.get("max_answer_chars") else "")
+    share = a.get("concise_share", 1.0)
+    concise = ((f", gold answers of at most {a['max_answer_chars']} characters (Chinese)" if share >= 1 else
+                f", {share:.0%} of the Chinese questions with a gold answer of at most {a['max_answer_chars']} "
+                "characters, the rest longer") if a.get("max_answer_chars") else "")
     return (f"seed {a['seed']}; {a['n_hans']} zh-Hans + {a['n_hant']} zh-Hant + {a['n_en']} English questions"
             f"{concise}, unanswerable share {a['neg_share']}; windows of {a['max_len']} tokens (stride 96); "
             f"batch {a['batch']}; {a.get('steps') or a.get('stop_after') or a['max_steps']} steps of a "
@@ -80,10 +82,11 @@ ONNX file against the sha256 recorded at export and the export against `SHA256SU
 {DATA}
 
 ## Training
-Command: `make train` (two runs of `python -m training.train`, the second warm-started from the first, then \
+Command: `make train` (runs of `python -m training.train`, each warm-started from the one before, then \
 `python -m training.export fit`; see the Makefile). {_stages(args)} \
-{f'Wall time {wall_min:.0f} min measured on this 2-core CPU (both stages, while other jobs shared the cores); '
-   'uncontended, a 16-window step of 224 tokens runs at 3.2 windows/s fp32 and 4.1 bf16, so about 42 + 56 min.' if wall_min else ''}
+{f'Wall time {wall_min:.0f} min measured on this 2-core CPU (all stages, while other jobs shared the cores); '
+   'uncontended, a 16-window step of 224 tokens runs at 3.2 windows/s fp32 and 4.1 bf16, so about 42 + 56 + 26 min.'
+   if wall_min else ''}
 
 ## Metrics on the held-out split (span F1 is character level)
 Answerable vs not: balanced accuracy of the best threshold on each score (span score over the null score; \
