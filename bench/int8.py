@@ -24,6 +24,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ def score(p: Pipeline, ds: Dataset) -> dict[str, dict[str, float]]:
     return res
 
 
-def run(sets: list[str], limit: int | None, tolerance: float) -> dict[str, Any]:
+def run(sets: list[str], limit: int | None, tolerance: float,
+        done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every set through the three encoders; ``done`` gets the report so far after each set."""
     from embeddings.factory import create_embedder
 
     s = Settings()
@@ -82,6 +85,12 @@ def run(sets: list[str], limit: int | None, tolerance: float) -> dict[str, Any]:
             mixed = Pipeline(s.model_copy(update={"index_dir": Path(tmp) / f"{ds.name}-fp32"}), embedder=enc["int8"])
             res["int8 queries / fp32 index"] = score(mixed.load(), ds)
             results[ds.name] = res
+            if done:
+                done(_report(results, tolerance))
+    return _report(results, tolerance)
+
+
+def _report(results: dict[str, Any], tolerance: float) -> dict[str, Any]:
     gate = {f"{ds}/{enc_name}/{mode}/{m}": round(r[enc_name][mode][m] - r["fp32"][mode][m], 4)
             for ds, r in results.items() for enc_name in ("int8", "int8 queries / fp32 index")
             for mode in MODES for m in METRICS}
@@ -118,11 +127,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "int8_quality")
     a = ap.parse_args(argv)
     command = "python -m bench.int8 --sets " + " ".join(a.sets) + (f" --limit {a.limit}" if a.limit else "")
-    rep = run(a.sets, a.limit, a.tolerance)
-    rep["command"] = command
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.with_suffix(".json").write_text(json.dumps(rep, ensure_ascii=False, indent=1))
-    a.out.with_suffix(".md").write_text(markdown(rep, command))
+
+    def write(rep: dict[str, Any]) -> None:  # after every set: a long run killed midway keeps what it measured
+        rep["command"] = command
+        a.out.with_suffix(".json").write_text(json.dumps(rep, ensure_ascii=False, indent=1))
+        a.out.with_suffix(".md").write_text(markdown(rep, command))
+
+    rep = run(a.sets, a.limit, a.tolerance, write)
+    write(rep)
     print(markdown(rep, command))
 
 
