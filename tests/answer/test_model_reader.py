@@ -31,7 +31,7 @@ def _hit(chunk_id: int, sentences: list[str]) -> Hit:
     return Hit(Chunk(chunk_id, f"d{chunk_id}", "".join(sentences), 0, pos, sentences=sents), 1.0, chunk_id)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect of the committed delta (runs B and C): its null score "
+@pytest.mark.xfail(strict=True, reason="known defect of the committed delta (runs B, C and E): its null score "
                    "beats the span (read as 全区将建成新型研发机构50家) on this short passage, so the fitted threshold "
                    "refuses a plain answer (issue 22)")
 def test_reads_the_span_and_says_no_when_the_passage_does_not_answer(reader):
