@@ -19,7 +19,10 @@ import hashlib
 import json
 import logging
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -162,25 +165,50 @@ class OnnxEncoder:
         max_len = int(json.loads(cfg.read_text()).get("max_seq_length", 512)) if cfg.exists() else 512
         self.tokenizer = Tokenizer.from_file(str(st_path / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_len)  # set once here; encode_batch is thread-safe
+        self._path, self._threads = path, so.intra_op_num_threads
+        self._bulk: Any = None  # the single-threaded session bulk batches share (built on first bulk call)
+        self._bulk_lock = threading.Lock()
 
     def encode(self, texts: list[str], sort: bool = True) -> np.ndarray:
         enc = self.tokenizer.encode_batch(texts)
         lengths = np.array([len(e.ids) for e in enc])
         order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(texts))
         out = np.zeros((len(texts), self.dim), np.float32)
-        for s in range(0, len(texts), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            width = int(lengths[idx].max())
-            ids = np.ones((len(idx), width), np.int64)  # XLM-R <pad> = 1
-            mask = np.zeros((len(idx), width), np.int64)
-            for row, i in enumerate(idx):
-                ids[row, : lengths[i]] = enc[i].ids
-                mask[row, : lengths[i]] = 1
-            (hidden,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
-            m = mask[:, :, None].astype(np.float32)
-            vecs = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-            out[idx] = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        batches = [order[s : s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
+        if self._threads > 1 and len(batches) >= 2 * self._threads:
+            # Bulk: one batch per core on a single-threaded session (ORT runs are thread-safe and release the
+            # GIL). Measured on 2 cores, 384 real chunks, int8: 29.1 passages/s against 25.3 with one batch
+            # at a time on 2 intra-op threads (small GEMMs do not split well across cores).
+            with ThreadPoolExecutor(self._threads) as pool:
+                list(pool.map(lambda idx: self._run(self._bulk_session(), enc, lengths, idx, out), batches))
+        else:
+            for idx in batches:
+                self._run(self.session, enc, lengths, idx, out)
         return out
+
+    def _run(self, session: Any, enc: list[Any], lengths: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+        width = int(lengths[idx].max())
+        ids = np.ones((len(idx), width), np.int64)  # XLM-R <pad> = 1
+        mask = np.zeros((len(idx), width), np.int64)
+        for row, i in enumerate(idx):
+            ids[row, : lengths[i]] = enc[i].ids
+            mask[row, : lengths[i]] = 1
+        (hidden,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        m = mask[:, :, None].astype(np.float32)
+        vecs = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        out[idx] = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+
+    def _bulk_session(self) -> Any:
+        if self._bulk is None:
+            with self._bulk_lock:
+                if self._bulk is None:
+                    import onnxruntime as ort
+
+                    so = ort.SessionOptions()
+                    so.intra_op_num_threads = 1
+                    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    self._bulk = ort.InferenceSession(str(self._path), so, providers=["CPUExecutionProvider"])
+        return self._bulk
 
     def tokens(self, texts: list[str]) -> int:
         """Non-padding tokens the model reads for ``texts`` (for tokens/s)."""

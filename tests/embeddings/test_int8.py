@@ -100,3 +100,24 @@ def test_unknown_precision_is_a_clear_error(settings) -> None:  # type: ignore[n
 
     with pytest.raises(InvalidInputError, match="fp32, int8"):
         create_embedder("sbert", settings.models_dir, settings.model_name, precision="int4")
+
+
+def test_bulk_batches_on_parallel_sessions_match_one_at_a_time(real_embedder):  # type: ignore[no-untyped-def]
+    from eval.data import load_cmrc
+
+    enc = real_embedder._onnx  # fp32: batch-mates change nothing, so the two paths must agree exactly
+    texts = ["passage: " + p[:200] for p in list(load_cmrc(limit=20).corpus.values())[:40]]
+    batch, enc.batch_size = enc.batch_size, 4  # 10 batches: the parallel path (>= 2 per thread)
+    try:
+        assert enc._threads > 1, "the machine has one core: the parallel path cannot be exercised"
+        par = enc.encode(texts)
+        assert enc._bulk is not None  # the single-threaded bulk session ran them
+        threads, enc._threads = enc._threads, 1
+        try:
+            seq = enc.encode(texts)
+        finally:
+            enc._threads = threads
+    finally:
+        enc.batch_size = batch
+    assert par.shape == seq.shape == (len(texts), enc.dim)
+    assert np.sum(par * seq, axis=1).min() > 1 - 1e-5  # same vectors, each in its input row
