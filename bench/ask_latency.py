@@ -4,6 +4,9 @@ Builds an index over ``seeds/`` with ``rag ingest`` (real model), starts ``rag s
 reader, asks every answerable seed gold question ``--rounds`` times one at a time (after one warm-up pass), and
 prints client-side p50 / p95 with the server's own stage timings (embed, retrieve, generate). The load average
 is printed beside the figures: a busy machine makes them upper bounds.
+
+``--variant NAME:KEY=VAL,KEY=VAL`` (repeatable) measures each reader once per variant with those extra RAG_*
+settings, e.g. ``--reader model --variant full:RAG_READER_CASCADE=0 --variant cascade2:RAG_READER_CASCADE=2``.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ def _questions() -> list[str]:
     return [r["query"] for r in rows if r.get("answers")]
 
 
-def measure(reader: str, rounds: int, index_dir: Path) -> dict:
+def measure(reader: str, rounds: int, index_dir: Path, extra: dict[str, str] | None = None) -> dict:
     env = os.environ | {"RAG_INDEX_DIR": str(index_dir), "RAG_READER": reader, "RAG_STORE_CONVERSATIONS": "false",
-                        "RAG_RATE_LIMIT_PER_MINUTE": "0"}
+                        "RAG_RATE_LIMIT_PER_MINUTE": "0"} | (extra or {})
     port = _port()
     proc = subprocess.Popen([str(BIN / "rag"), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,7 +73,7 @@ def measure(reader: str, rounds: int, index_dir: Path) -> dict:
         proc.terminate()
         proc.wait(30)
     pct = lambda v, q: round(float(np.percentile(v, q)), 1)  # noqa: E731
-    return {"reader": reader, "n": len(ms), "p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95),
+    return {"reader": reader, "env": extra or {}, "n": len(ms), "p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95),
             "stages_p50_ms": {k: pct(v, 50) for k, v in stages.items()}, "load_avg": os.getloadavg()}
 
 
@@ -79,14 +82,23 @@ def main() -> None:
     ap.add_argument("--reader", nargs="+", default=["model", "rules"])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default="")
+    ap.add_argument("--variant", action="append", default=[], help="NAME:KEY=VAL,KEY=VAL (repeatable)")
     a = ap.parse_args()
+    variants: list[tuple[str, dict[str, str]]] = [("", {})]
+    if a.variant:
+        variants = []
+        for v in a.variant:
+            name, _, kvs = v.partition(":")
+            variants.append((name, dict(kv.split("=", 1) for kv in kvs.split(",") if kv)))
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
         subprocess.run([str(BIN / "rag"), "ingest", str(ROOT / "seeds"), "--index-dir", str(index)], cwd=ROOT,
                        check=True, stdout=subprocess.DEVNULL)
-        res = [measure(r, a.rounds, index) for r in a.reader]
-    for r in res:
-        print(json.dumps(r, ensure_ascii=False))
+        res = []
+        for r in a.reader:
+            for name, extra in variants:
+                res.append(measure(r, a.rounds, index, extra) | ({"variant": name} if name else {}))
+                print(json.dumps(res[-1], ensure_ascii=False), flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1, ensure_ascii=False), encoding="utf-8")
 

@@ -140,9 +140,11 @@ class Pipeline:
         if self.settings.reader == "model":
             if self._reader is None:  # at startup (the API lifespan); raises if `make model` did not export it
                 self._reader = OnnxReader(Path(self.settings.models_dir) / "reader-e5-small",
-                                          threads=self.settings.torch_threads)
+                                          threads=self.settings.torch_threads, parallel=self.settings.reader_parallel)
             gens["model"] = ReaderGenerator(self._reader, self.settings.reader_passages,
-                                            margin=self.settings.reader_margin, crosslingual=rules)
+                                            margin=self.settings.reader_margin, crosslingual=rules,
+                                            cascade=self.settings.reader_cascade,
+                                            cascade_margin=self.settings.reader_cascade_margin)
         for model in (self.reranker, self.judge):  # at startup (the API lifespan), not on the first query
             if model is not None:
                 model.load()

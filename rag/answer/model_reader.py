@@ -8,6 +8,15 @@ its score over the null score (``answer``) and the best window's relevance logit
 The model folder is written by ``python -m training.export install`` (``make model``): ``model.onnx``,
 ``model_int8.onnx``, ``tokenizer.json`` and ``export.json`` (sha256 of each ONNX file, the fitted calibration).
 The chosen ONNX file is checked against its recorded sha256 at load.
+
+With ``parallel`` (``RAG_READER_PARALLEL``) and two or more intra-op threads, the windows of one ``read`` are
+sorted by length and cut into one contiguous group per thread (at most one per window, the cut that balances rows
+x padded width), and the groups run at once on a second, single-threaded session (``session.run`` is thread-safe
+and releases the GIL): small transformer GEMMs do not split well across two intra-op threads, the same finding as
+the embedder's bulk path (``embeddings/onnx.py``). Sorting also cuts the padding. Each window's logits are its
+own (the fp32 graph gives the single-call values to float rounding); the int8 graph quantises activations per
+call (``DynamicQuantizeLinear`` over the whole batch), so its logits move by a few hundredths with the batch a
+window shares, as they already do between questions.
 """
 
 from __future__ import annotations
@@ -15,8 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +76,7 @@ class OnnxReader:
     name = "reader-e5-small"
 
     def __init__(self, model_dir: Path, int8: bool | None = None, threads: int = 0, max_len: int = MAX_LEN,
-                 stride: int = STRIDE, verify: bool = True) -> None:
+                 stride: int = STRIDE, verify: bool = True, parallel: bool = False) -> None:
         model_dir = Path(model_dir)
         meta_path = model_dir / "export.json"
         if not meta_path.exists():
@@ -94,6 +106,12 @@ class OnnxReader:
         self.tokenizer.no_padding()
         self.max_len, self.stride = max_len, stride
         self.sha256 = want
+        self.threads = opts.intra_op_num_threads
+        self.parallel = parallel
+        self._path = path
+        self._single: Any = None  # the single-threaded session the groups share (built on the first parallel read)
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def _windows(self, question: str, passages: list[str]
                  ) -> tuple[list[list[int]], list[tuple[int, int, list[tuple[int, int]]]]]:
@@ -115,14 +133,89 @@ class OnnxReader:
                 lo += step
         return ids, meta
 
-    def _run(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @staticmethod
+    def _batch(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         n = max(len(x) for x in ids)
         arr = np.full((len(ids), n), PAD, dtype=np.int64)
         mask = np.zeros((len(ids), n), dtype=np.int64)
         for i, x in enumerate(ids):
             arr[i, :len(x)] = x
             mask[i, :len(x)] = 1
+        return arr, mask
+
+    def _run(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.parallel and self.threads >= 2 and len(ids) >= 2:
+            return self._run_groups(ids)
+        arr, mask = self._batch(ids)
         start, end, rel = self.session.run(None, {"input_ids": arr, "attention_mask": mask})
+        return start, end, rel
+
+    @staticmethod
+    def groups(lengths: list[int], n: int) -> list[list[int]]:
+        """Window indices sorted longest first, cut into ``n`` contiguous groups minimising the largest group's
+        rows x padded width (the width is its first window's length)."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        n = max(1, min(n, len(order)))
+        srt = [lengths[i] for i in order]
+        # cost[g][i]: best largest group cost splitting srt[i:] into g groups
+        memo: dict[tuple[int, int], tuple[int, list[int]]] = {}
+
+        def best(i: int, g: int) -> tuple[int, list[int]]:
+            if (i, g) in memo:
+                return memo[i, g]
+            m = len(srt)
+            if g == 1:
+                res = ((m - i) * srt[i], [m])
+            else:
+                res = (1 << 62, [m])
+                for j in range(i + 1, m - g + 2):  # first group srt[i:j], the rest in g - 1 groups
+                    c, cuts = best(j, g - 1)
+                    c = max(c, (j - i) * srt[i])
+                    if c < res[0]:
+                        res = (c, [j, *cuts])
+            memo[i, g] = res
+            return res
+
+        out, lo = [], 0
+        for hi in best(0, n)[1]:
+            out.append(order[lo:hi])
+            lo = hi
+        return out
+
+    def _single_session(self) -> Any:
+        with self._lock:
+            if self._single is None:
+                import onnxruntime as ort
+
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = 1
+                opts.inter_op_num_threads = 1
+                self._single = ort.InferenceSession(str(self._path), opts, providers=["CPUExecutionProvider"])
+                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="reader")
+        return self._single
+
+    def _run_groups(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sess = self._single_session()
+        assert self._pool is not None
+        parts = self.groups([len(x) for x in ids], self.threads)
+
+        def one(idx: list[int]) -> list[np.ndarray]:
+            arr, mask = self._batch([ids[i] for i in idx])
+            return list(sess.run(None, {"input_ids": arr, "attention_mask": mask}))
+
+        futures = [self._pool.submit(one, idx) for idx in parts[1:]]
+        results = [one(parts[0]), *(f.result() for f in futures)]
+        width = max(len(x) for x in ids)
+        start = np.full((len(ids), width), -1e4, dtype=np.float32)
+        end = np.full((len(ids), width), -1e4, dtype=np.float32)
+        rel: np.ndarray | None = None
+        for idx, (s, e, r) in zip(parts, results):
+            start[idx, :s.shape[1]] = s
+            end[idx, :e.shape[1]] = e
+            if rel is None:
+                rel = np.zeros((len(ids), *r.shape[1:]), dtype=r.dtype)
+            rel[idx] = r
+        assert rel is not None
         return start, end, rel
 
     def read(self, question: str, passages: list[str]) -> list[Read]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +77,22 @@ class Settings(BaseSettings):
     reader_passages: int = Field(5, ge=1, le=20, description="Top passages the trained reader reads")
     reader_margin: float = Field(0.0, ge=-10, le=10, description="Added to the reader's fitted refusal "
                                  "thresholds: > 0 refuses more, < 0 answers more")
+    reader_parallel: bool = Field(False, description="The windows of one read run as one group per intra-op "
+                                  "thread at once on a single-threaded ONNX session (sorted by length) instead of "
+                                  "one batch on all threads (bench/results/reader_cascade.md)")
+    reader_cascade: int = Field(0, ge=0, le=19, description="Early exit: read the top N passages first and stop "
+                                "when their best span clears the refusal threshold by RAG_READER_CASCADE_MARGIN; "
+                                "otherwise read the rest and decide over all. 0 = off; must be below "
+                                "RAG_READER_PASSAGES")
+    reader_cascade_margin: float = Field(2.0, ge=0, le=20, description="How far over the fitted threshold "
+                                         "(answer + relevance) the early span must score to stop reading")
+
+    @model_validator(mode="after")
+    def _cascade_below_passages(self) -> Settings:
+        if self.reader_cascade and self.reader_cascade >= self.reader_passages:
+            raise ValueError(f"RAG_READER_CASCADE={self.reader_cascade} must be below RAG_READER_PASSAGES="
+                             f"{self.reader_passages} (0 turns the early exit off)")
+        return self
 
     # Refusal: calibrated on eval/gold/seed_gold.jsonl (see eval/calibrate.py)
     min_support: float = Field(0.5, description="Minimum answer-sentence support to answer")
