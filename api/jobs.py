@@ -11,7 +11,9 @@ version through ``Pipeline.update`` (the index folder lock and the atomic versio
 and the rest go in; a job none of whose files could be read, or whose write failed, is ``failed`` with the
 message. ``DELETE /v1/jobs/{id}`` cancels a job that is queued or still parsing (its parse process is killed;
 nothing of it is written). The write is audited as the submitter's upload (api/audit.py). Jobs interrupted by a
-restart are settled by ``JobStore.recover`` when the next server starts.
+restart are settled by ``JobQueue.recover`` when the next server starts; with the jobs in PostgreSQL (shared by
+replicas, api/jobstore/postgres.py) every server also recovers, every ``RAG_JOB_LEASE / 2`` seconds, the jobs
+whose server stopped renewing their lease, and stops a job of its own that was cancelled or taken over elsewhere.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import parsing
 from api.access import principal_of
-from api.jobstore import JobStore, jobs_dir
+from api.jobstore import JobQueue, open_jobstore
 from api.scoped import collection_of, text_hash
 from api.security import client_address
 from rag.core.config import Settings
@@ -79,35 +81,59 @@ class JobRunner:
 
     def __init__(self, settings: Settings, pipeline: Pipeline, on_indexed: Callable[[], None] = lambda: None,
                  audit: Callable[[], Any] = lambda: None):
-        self.store = JobStore(jobs_dir(settings), settings.job_attempts, settings.max_queued_jobs)
+        self.store: JobQueue = open_jobstore(settings)
         self.pipeline, self.on_indexed, self.audit = pipeline, on_indexed, audit
         self.workers, self.parse_timeout = settings.job_workers, settings.job_parse_timeout
+        self.recover_every = settings.job_lease / 2
         self._wake, self._stop = threading.Event(), threading.Event()
         self._threads: list[threading.Thread] = []
         self._cancelled: set[str] = set()
 
     def start(self) -> None:
+        self.recover()
+        for i in range(self.workers):
+            t = threading.Thread(target=self._loop, name=f"rag-job-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.store.shared:  # other servers may die holding jobs: look for lapsed leases while running
+            t = threading.Thread(target=self._recovering, name="rag-job-recover", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def recover(self) -> None:
+        """Settle the jobs whose run stopped (``JobQueue.recover``) against the live index (a shared store: the
+        version another replica may have written; not checkable while the index server is away: next round)."""
+        if self.store.shared:
+            try:
+                self.pipeline.refresh()
+            except RagError as e:
+                logger.warning("upload job recovery waits for the index: %s", e.message)
+                return
         index = self.pipeline.index
 
         def indexed(doc_id: str, sha256: str) -> bool:
             doc = index.documents.get(doc_id) if index is not None else None
             return doc is not None and doc.meta.get("sha256") == sha256
 
-        writing = [j for j in self.store.list(limit=1000) if j["status"] == "running" and j["stage"] == "indexing"]
-        again = self.store.recover(indexed)
-        for job in writing:  # a write that landed just before the server stopped: audited now
-            if self.store.status(job["id"]) == "done" and index is not None:
+        rec = self.store.recover(indexed)
+        for job in rec.landed:  # a write that landed just before its server stopped: audited now
+            if index is not None:
                 self._record(job, [index.documents[d] for d, _ in job["docs"] if d in index.documents],
                              {"recovered": True})
-        if again:
-            logger.warning("resuming %d upload job(s) interrupted by a restart: %s", len(again), again)
-        for i in range(self.workers):
-            t = threading.Thread(target=self._loop, name=f"rag-job-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        if rec.requeued:
+            logger.warning("resuming %d interrupted upload job(s): %s", len(rec.requeued), rec.requeued)
+            self._wake.set()
+
+    def _recovering(self) -> None:
+        while not self._stop.wait(self.recover_every):
+            try:
+                self.recover()
+            except Exception:  # noqa: BLE001 - the database is away: try again at the next round
+                logger.exception("could not recover upload jobs")
 
     def stop(self, wait: float = 2.0) -> None:
-        """Stop taking jobs; one still running is left ``running`` and settled by the next start."""
+        """Stop taking jobs; one still running is left ``running`` and settled by the next start (PostgreSQL:
+        its lease handed back, resumed by the next ``recover`` of any server)."""
         self._stop.set()
         self._wake.set()
         for t in self._threads:
@@ -131,10 +157,12 @@ class JobRunner:
         while not self._stop.is_set():
             try:
                 job = self.store.claim()
-            except Exception:  # the database closed under us at shutdown
+            except Exception:  # the database closed under us at shutdown, or the database server is away
                 if self._stop.is_set():
                     return
-                raise
+                logger.exception("could not take an upload job; trying again")
+                self._stop.wait(2.0)
+                continue
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
@@ -148,14 +176,19 @@ class JobRunner:
                 self._cancelled.discard(job["id"])
 
     def _halt(self, job_id: str) -> bool:
-        return self._stop.is_set() or job_id in self._cancelled
+        """Stop the job: shutting down, cancelled here, or cancelled or taken over elsewhere (shared store)."""
+        return self._stop.is_set() or job_id in self._cancelled or self.store.lost(job_id)
 
     def _halted(self, job_id: str) -> None:
         """After a cancel: drop the spool (the row says ``cancelled`` already). At shutdown the job stays
-        ``running`` and the next start resumes it."""
+        ``running`` and the next start (or another server, PostgreSQL) resumes it."""
         if self.store.status(job_id) == "cancelled":
             self.store.finish(job_id, "cancelled")
             logger.info("upload job %s cancelled; nothing of it was written", job_id)
+        elif self.store.lost(job_id):
+            self.store.release(job_id)
+            logger.warning("upload job %s was taken over by another server (this one's lease lapsed); stopped "
+                           "here before writing", job_id)
 
     def _run(self, job: dict[str, Any]) -> None:
         job_id, files, meta = job["id"], job["files"], dict(job["meta"])

@@ -155,9 +155,9 @@ class Settings(BaseSettings):
                                       "citations); false = nothing is stored and conversation_id is refused")
     conversations_db: str = Field("", description="SQLite database file (a path or sqlite:///path); empty = "
                                   "conversations.sqlite3 beside the index folder")
-    database_url: str = Field("", description="postgresql://user:password@host:5432/db: conversations and "
-                              "feedback in PostgreSQL (psycopg 3, pip install -e '.[postgres]'); empty = SQLite "
-                              "(RAG_CONVERSATIONS_DB)")
+    database_url: str = Field("", description="postgresql://user:password@host:5432/db: conversations, "
+                              "feedback, the audit log and upload jobs in PostgreSQL (psycopg 3, pip install -e "
+                              "'.[postgres]'); empty = SQLite (RAG_CONVERSATIONS_DB) and RAG_JOBS_DIR")
     conversation_retention_days: float = Field(90, ge=0, description="Conversations not updated for this many "
                                                "days are deleted (checked hourly); 0 = kept forever")
     max_history_turns: int = Field(10, ge=0, le=100, description="Earlier turns a follow-up is resolved "
@@ -175,11 +175,15 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(20, ge=1, le=10000, description="Jobs queued or running; past it POST "
                                  "/v1/documents?async=true is a 503")
     jobs_dir: str = Field("", description="Job table (jobs.sqlite3) and the spooled upload files; empty = "
-                          "<index folder>.jobs beside the index folder")
+                          "<index folder>.jobs beside the index folder; unused with a PostgreSQL "
+                          "RAG_DATABASE_URL (both live in the database)")
     job_parse_timeout: float = Field(3600, gt=0, description="Seconds one file of a job may take to parse "
                                      "(RAG_PARSE_TIMEOUT bounds uploads answered in the request)")
     job_attempts: int = Field(2, ge=1, le=10, description="Runs a job gets: one interrupted by a restart is "
                               "resumed until it has had this many, then reported failed")
+    job_lease: float = Field(30, ge=1, le=3600, description="With RAG_DATABASE_URL (jobs in PostgreSQL, shared "
+                             "by replicas): seconds a server's claim on a running job lasts unrenewed (renewed "
+                             "every third of it); past it another server resumes the job")
     async_upload_mb: float = Field(8, gt=0, description="An upload whose files add up to more than this runs "
                                    "as a job (202) even without ?async=true")
     async_ocr_pages: int = Field(8, ge=0, description="An upload whose PDFs and images need OCR on more pages "
