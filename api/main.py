@@ -44,6 +44,7 @@ STATUS: dict[type[errors.RagError], int] = {
     errors.IndexCorruptError: 503,
     errors.IndexBusyError: 503,
     errors.JobQueueFullError: 503,
+    errors.JobStoreUnavailableError: 503,
     errors.JobStateError: 409,
     errors.ModelMismatchError: 409,
     errors.ModelNotInstalledError: 503,

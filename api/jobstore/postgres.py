@@ -29,11 +29,13 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from api.jobstore.base import FINAL, KEEP_DAYS, JobQueue, decode, encode, file_records, not_found
-from rag.conversations.db import PostgresDatabase
-from rag.core.errors import JobQueueFullError, JobStateError, NotFoundError
+from rag.conversations.db import PostgresDatabase, Result, Run
+from rag.core.errors import ConfigError, JobQueueFullError, JobStateError, JobStoreUnavailableError, NotFoundError
 
 logger = logging.getLogger(__name__)
 SCHEMA = """
@@ -53,6 +55,44 @@ STALE = f"status = 'running' AND (lease_until IS NULL OR lease_until < {NOW})"
 _LOCK = 0x72616A6F  # pg_advisory_xact_lock key: the schema created once, the queue bound counted exactly
 
 
+class Guarded:
+    """The database of a running server: a lost connection (after the one reconnect ``PostgresDatabase`` tries)
+    is a ``JobStoreUnavailableError`` naming the database (HTTP 503), not an untyped driver error."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db, self.where = db, db.where
+
+    def _down(self, e: Exception) -> JobStoreUnavailableError | None:
+        import psycopg
+
+        if not isinstance(e, (psycopg.OperationalError, ConfigError)):
+            return None
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return JobStoreUnavailableError(f"the upload job database {self.where} is unavailable ({why}): retry "
+                                        "when it is back")
+
+    def run(self, sql: str, args: tuple[Any, ...] = ()) -> Result:
+        try:
+            return self.db.run(sql, args)
+        except Exception as e:
+            if (down := self._down(e)) is None:
+                raise
+            raise down from e
+
+    @contextmanager
+    def transaction(self) -> Iterator[Run]:
+        try:
+            with self.db.transaction() as run:
+                yield run
+        except Exception as e:  # a typed error of the body (a full queue, an unknown job) passes unchanged
+            if (down := self._down(e)) is None:
+                raise
+            raise down from e
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class PostgresJobStore(JobQueue):
     kind = "postgresql"
     shared = True
@@ -62,7 +102,7 @@ class PostgresJobStore(JobQueue):
         super().__init__(attempts, max_active)
         self.lease = lease
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
-        self.db = PostgresDatabase(url)
+        self.db = Guarded(PostgresDatabase(url))
         with self.db.transaction() as run:
             run("SELECT pg_advisory_xact_lock(?)", (_LOCK,))
             for stmt in SCHEMA.split(";"):

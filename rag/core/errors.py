@@ -97,6 +97,11 @@ class JobQueueFullError(RagError):
     (maps to 503)."""
 
 
+class JobStoreUnavailableError(RagError):
+    """The database holding the upload jobs (PostgreSQL, ``RAG_DATABASE_URL``) stopped answering while the server
+    runs: retry when it is back (maps to 503, naming the database without its password)."""
+
+
 class JobStateError(RagError):
     """An upload job cannot do what was asked in its state: cancelling one that ended or is writing to the
     index (maps to 409)."""

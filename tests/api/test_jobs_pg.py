@@ -3,7 +3,8 @@ on one real PostgreSQL (a throwaway server, tests/pg.py; skipped with the reason
 through one is claimed exactly once and its spooled bytes are read back through the other; two stores claiming
 concurrently run each of N jobs once; a store in another process that is killed (SIGKILL) or hung (SIGSTOP)
 past its lease has its job queued again, while a live store's job is left alone, and the hung one, woken, finds
-its job lost and writes nothing; a cancel through one server reaches the one running the job."""
+its job lost and writes nothing; a cancel through one server reaches the one running the job; a database that
+goes away is a typed error naming it (503 in the API), not a driver exception."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from api.jobstore import PostgresJobStore
-from rag.core.errors import JobQueueFullError, NotFoundError
+from rag.core.errors import JobQueueFullError, JobStoreUnavailableError, NotFoundError
 from tests.conftest import ROOT
 from tests.pg import throwaway_postgres
 
@@ -251,3 +252,21 @@ def test_the_queue_bound_holds_across_servers(url: str, stores: list[PostgresJob
     with pytest.raises(JobQueueFullError, match="RAG_MAX_QUEUED_JOBS"):
         a.create([("c.txt", b"z")], [], {})
     assert _spooled_rows(url) == 2  # the refused job left no bytes behind
+
+
+def test_a_database_that_goes_away_is_a_typed_503_naming_it() -> None:
+    from api.main import _status
+
+    with throwaway_postgres() as gone:
+        s = PostgresJobStore(gone, lease=LEASE)
+        job_id = s.create([("a.txt", b"x")], [], {})
+        assert s.status(job_id) == "queued"
+    try:  # that server is stopped and its files deleted now
+        with pytest.raises(JobStoreUnavailableError, match=r"upload job database postgresql://rag@127\.0\.0\.1:\d+/"
+                           r"postgres is unavailable") as e:
+            s.get(job_id)
+        assert _status(e.value) == 503
+        with pytest.raises(JobStoreUnavailableError):
+            s.create([("b.txt", b"y")], [], {})
+    finally:
+        s.close()
