@@ -3,11 +3,11 @@
 beside the installed weights (``RAG_MODELS_DIR``, outside git) and tied to the weights' sha256.
 
 The fp32 graph is exported with eager attention and fused by ONNX Runtime's transformer optimizer (one
-Attention op per layer). int8 is ONNX Runtime dynamic quantisation of that graph, per output channel, of every
-MatMul, every Attention (QAttention) and the word-embedding Gather: weights int8 (one scale per column),
-activations quantised per call. On a CPU with AVX-512 VNNI the
-MatMuls run as int8 dot products; the table shrinks 4x (470 -> 118 MB). Its quality against fp32 is measured
-on CMRC/DRCD dev and the seed gold set by ``python -m bench.int8`` (bench/results/int8_quality.md).
+Attention op per layer; the embedding layer is left unfused). int8 is ONNX Runtime dynamic quantisation of that
+graph, per output channel, of every MatMul, every Attention (QAttention) and the word-embedding Gather: weights
+int8 (one scale per column), activations quantised per call. On a CPU with AVX-512 VNNI the MatMuls run as int8
+dot products; the file shrinks 4x (470 -> 118 MB). Its quality against fp32 is measured on CMRC/DRCD dev and the
+seed gold set by ``python -m bench.int8``.
 
 A query is ~20 tokens: PyTorch eager spends most of its ~20 ms per query on per-op overhead, ONNX Runtime runs
 the fused graph in a few ms. Same mean pooling + L2 normalisation as the sentence-transformers pipeline (tests:
@@ -35,13 +35,14 @@ logger = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
 PRECISIONS = ("fp32", "int8")
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
-# per-channel weights, MatMul + embedding Gather (the reader's export uses the same recipe: training/export.py)
-INT8_RECIPE = {"per_channel": True, "ops": ["MatMul", "Attention", "Gather"], "weight_type": "QInt8", "format": 2}
-# fp32 export format: 2 = eager attention, fused by ONNX Runtime's transformer optimizer (one Attention op per layer,
-# SkipLayerNorm, BiasGelu, EmbedLayerNorm). Measured on 384 real chunks, 2 cores: fp32 15.2 against 13.4 passages/s
-# unfused; int8 from the fused graph (Attention -> QAttention) 29.8 against 25.9, and closer to fp32 (min cosine
-# 0.9947 against 0.9935).
-EXPORT_FORMAT = 2
+# per-channel weights: MatMul, fused Attention and the word-embedding Gather
+INT8_RECIPE = {"per_channel": True, "ops": ["MatMul", "Attention", "Gather"], "weight_type": "QInt8", "format": 3}
+# fp32 export format 3: eager attention, fused by ONNX Runtime's transformer optimizer (one Attention op per layer,
+# SkipLayerNorm, BiasGelu), the embeddings left unfused so int8 keeps the word-embedding table int8. Measured on
+# 384 real chunks, 2 cores: fp32 15.2 against 13.4 passages/s unfused; int8 from the fused graph (QAttention) 29.8
+# against 25.9 with min cosine to fp32 0.9947 against 0.9935 (with the embeddings fused too; leaving them unfused
+# measured the same speed in a contended A/B run, min cosine 0.9930, and 143 against 418 MB of session memory).
+EXPORT_FORMAT = 3
 
 
 def sha256(path: Path) -> str:
@@ -108,10 +109,15 @@ def export(st_path: Path) -> Path:
                           dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                                         "last_hidden_state": {0: "batch", 1: "seq"}})
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
     cfg = json.loads((st_path / "config.json").read_text())
+    opts = FusionOptions("bert")
+    # no EmbedLayerNormalization: it would swallow the word-embedding Gather, which int8 then could not quantise
+    # (a 384 MB fp32 table: the int8 session took 418 MB of anonymous memory against 143 MB with the Gather int8)
+    opts.enable_embed_layer_norm = False
     fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=int(cfg["num_attention_heads"]),
-                                     hidden_size=int(cfg["hidden_size"]))
+                                     hidden_size=int(cfg["hidden_size"]), optimization_options=opts)
     fused.save_model_to_file(str(tmp))
     raw.unlink()
     os.replace(tmp, out)
