@@ -36,6 +36,7 @@ from rag.core.config import Settings  # noqa: E402
 from rag.core.text import tokenize_many  # noqa: E402
 from rag.core.types import Chunk, Document  # noqa: E402
 from rag.index import store  # noqa: E402
+from rag.index.bm25 import BM25_META  # noqa: E402
 from rag.index.vectors import FaissStore  # noqa: E402
 from rag.ingest.chunking import chunk_all  # noqa: E402
 from rag.ingest.embed import embed_chunks  # noqa: E402
@@ -115,8 +116,9 @@ def synth_index(out: Path, n: int, chunks: list[Chunk], vecs: np.ndarray, toks: 
         c = chunks[idx[i]]
         cs.append(Chunk(i, f"syn{i // 4}", c.text, c.start, c.end, c.title, c.section, c.kind, []))
     docs = [Document(f"syn{j}", "", meta={"collection": "default"}) for j in range((n + 3) // 4)]
+    # the base tokens come from this release's tokenizer: say so, or a server re-tokenises every chunk at start
     manifest = {"model": "multilingual-e5-small", "dim": int(vecs.shape[1]), "chunk_size": 300, "chunk_overlap": 1,
-                "synthetic": True}
+                "synthetic": True, "bm25": dict(BM25_META)}
     store.save(out, manifest, cs, docs, dense, bm)
     built = dense.kind
     del cs, docs, bm, dense
