@@ -45,11 +45,16 @@ ap.add_argument("--rows", default="", help="score these saved rows (an earlier -
 args = ap.parse_args()
 
 
+_sessions: dict[tuple, OnnxReader] = {}
+
+
 def _reader(spec: str) -> ReaderGenerator:
     d, *opts = spec.split(":")
     kv = dict(o.split("=", 1) if "=" in o else (o, "1") for o in opts)
-    return ReaderGenerator(OnnxReader(Path(d), int8=True if "int8" in kv else None, parallel="par" in kv),
-                           passages=int(kv.get("passages", 5)), cascade=int(kv.get("cascade", 0)))
+    key = (d, "int8" in kv, "par" in kv)  # readers differing only in passages / cascade share one model
+    if key not in _sessions:
+        _sessions[key] = OnnxReader(Path(d), int8=True if "int8" in kv else None, parallel="par" in kv)
+    return ReaderGenerator(_sessions[key], passages=int(kv.get("passages", 5)), cascade=int(kv.get("cascade", 0)))
 
 
 def _read(g: ReaderGenerator, query: str, hits: list) -> tuple[list, list[float]]:
