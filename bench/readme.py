@@ -4,8 +4,8 @@
 README.md; ``--check`` only says whether it is up to date (exit 1 if not). Tables:
 
 - ``peers``: bench/results/peers.json (``python -m bench.peers``);
-- ``memory``: bench/results/memory_1m.json (``python -m bench.memory measure``), with
-  bench/results/memory_1m_before.json as the "before" column when present.
+- ``memory``: bench/results/memory_1m.json (``python -m bench.memory measure --env RAG_EMBED_PRECISION=int8``),
+  with bench/results/memory_1m_fp32.json (the same with the default settings) as the first column when present.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def _mem_cols(rep: dict[str, Any]) -> dict[str, str]:
 def memory_table(after: dict[str, Any], before: dict[str, Any] | None) -> str:
     a = _mem_cols(after)
     b = _mem_cols(before) if before else None
-    rows = ["| 1M chunks, server after the HTTP load | before | after |" if b else "| 1M chunks | |",
+    rows = [f"| 1M chunks, server after the HTTP load | {b['server settings']} | {a['server settings']} |" if b
+            else "| 1M chunks | |",
             "|---|---|---|" if b else "|---|---|"]
     rows += [f"| {k} | {b[k]} | {v} |" if b else f"| {k} | {v} |" for k, v in a.items()]
     return "\n".join(rows)
@@ -81,7 +82,7 @@ def render() -> dict[str, str]:
     if (RESULTS / "peers.json").exists():
         out["peers"] = peers_table(json.loads((RESULTS / "peers.json").read_text(encoding="utf-8")))
     if (RESULTS / "memory_1m.json").exists():
-        before = RESULTS / "memory_1m_before.json"
+        before = RESULTS / "memory_1m_fp32.json"  # the comparison column (python -m bench.memory measure, defaults)
         out["memory"] = memory_table(json.loads((RESULTS / "memory_1m.json").read_text(encoding="utf-8")),
                                      json.loads(before.read_text(encoding="utf-8")) if before.exists() else None)
     return out
