@@ -80,16 +80,22 @@ class Settings(BaseSettings):
     reader_parallel: bool = Field(False, description="The windows of one read run as one group per intra-op "
                                   "thread at once on a single-threaded ONNX session (sorted by length) instead of "
                                   "one batch on all threads (bench/results/reader_cascade.md)")
-    reader_cascade: int = Field(0, ge=0, le=19, description="Early exit: read the top N passages first and stop "
+    reader_cascade: int = Field(2, ge=0, le=19, description="Early exit: read the top N passages first and stop "
                                 "when their best span clears the refusal threshold by RAG_READER_CASCADE_MARGIN; "
-                                "otherwise read the rest and decide over all. 0 = off; must be below "
-                                "RAG_READER_PASSAGES")
-    reader_cascade_margin: float = Field(2.0, ge=0, le=20, description="How far over the fitted threshold "
-                                         "(answer + relevance) the early span must score to stop reading")
+                                "otherwise read the rest and decide over all (answered/refused is always the "
+                                "full read's). 0 = off; must be below RAG_READER_PASSAGES. Measured quiet: "
+                                "/v1/ask p50 97 against 205 ms (bench/results/ask_latency_reader_quiet.json)")
+    reader_cascade_margin: float = Field(6.0, ge=0, le=20, description="How far over the fitted threshold "
+                                         "(answer + relevance) the early span must score to stop reading "
+                                         "(6: F1 within 0.5 points of the full read on seed, CMRC2018 and RGB, "
+                                         "bench/results/reader_cascade.md)")
 
     @model_validator(mode="after")
     def _cascade_below_passages(self) -> Settings:
         if self.reader_cascade and self.reader_cascade >= self.reader_passages:
+            if "reader_cascade" not in self.model_fields_set:  # the default early exit, with fewer passages: off
+                self.reader_cascade = 0
+                return self
             raise ValueError(f"RAG_READER_CASCADE={self.reader_cascade} must be below RAG_READER_PASSAGES="
                              f"{self.reader_passages} (0 turns the early exit off)")
         return self

@@ -217,6 +217,8 @@ def test_cascade_settings_are_validated(reader):
     from rag.core.config import Settings
 
     assert Settings(reader_cascade=2, reader_cascade_margin=1.5).reader_cascade == 2
+    assert (Settings().reader_cascade, Settings().reader_cascade_margin) == (2, 6.0)  # the measured default
+    assert Settings(reader_passages=2).reader_cascade == 0  # the default early exit gives way to fewer passages
     for bad in ({"reader_cascade": 5}, {"reader_cascade": 3, "reader_passages": 3}, {"reader_cascade": -1},
                 {"reader_cascade_margin": -0.5}):
         with pytest.raises(ValidationError):
