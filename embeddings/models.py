@@ -263,9 +263,11 @@ def main(argv: list[str]) -> int:
         install(dest)
         try:  # the ONNX Runtime paths (embeddings/onnx.py), fp32 and int8; cached, so a re-run costs nothing
             from embeddings.onnx import export, quantize
+            from embeddings.spm import build
 
             logger.info("onnx export: %s", export(dest))
             logger.info("onnx int8: %s", quantize(dest))
+            logger.info("tokenizer (SentencePiece copy): %s", build(dest))
         except Exception as e:  # noqa: BLE001 - the torch path still works; say why the fast one won't
             logger.warning("onnx export skipped (%s: %s): queries will go through torch", type(e).__name__, e)
     else:

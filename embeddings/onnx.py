@@ -170,7 +170,6 @@ class OnnxEncoder:
 
     def __init__(self, st_path: Path, threads: int = 0, precision: str = "fp32", batch_size: int = 32) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.precision, self.batch_size = precision, batch_size
         path = model_file(st_path, precision)
@@ -187,15 +186,14 @@ class OnnxEncoder:
         self.dim = hidden
         cfg = st_path / "sentence_bert_config.json"
         max_len = int(json.loads(cfg.read_text()).get("max_seq_length", 512)) if cfg.exists() else 512
-        self.tokenizer = Tokenizer.from_file(str(st_path / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=max_len)  # set once here; encode_batch is thread-safe
+        self.tokenizer = load_tokenizer(st_path, max_len)
         self._path, self._threads = path, so.intra_op_num_threads
         self._bulk: Any = None  # the single-threaded session bulk batches share (built on first bulk call)
         self._bulk_lock = threading.Lock()
 
     def encode(self, texts: list[str], sort: bool = True) -> np.ndarray:
         enc = self.tokenizer.encode_batch(texts)
-        lengths = np.array([len(e.ids) for e in enc])
+        lengths = np.array([len(e) for e in enc], dtype=np.int64)
         order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(texts))
         out = np.zeros((len(texts), self.dim), np.float32)
         batches = [order[s : s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
@@ -210,12 +208,12 @@ class OnnxEncoder:
                 self._run(self.session, enc, lengths, idx, out)
         return out
 
-    def _run(self, session: Any, enc: list[Any], lengths: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    def _run(self, session: Any, enc: list[list[int]], lengths: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
         width = int(lengths[idx].max())
         ids = np.ones((len(idx), width), np.int64)  # XLM-R <pad> = 1
         mask = np.zeros((len(idx), width), np.int64)
         for row, i in enumerate(idx):
-            ids[row, : lengths[i]] = enc[i].ids
+            ids[row, : lengths[i]] = enc[i]
             mask[row, : lengths[i]] = 1
         (hidden,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
         m = mask[:, :, None].astype(np.float32)
@@ -236,4 +234,30 @@ class OnnxEncoder:
 
     def tokens(self, texts: list[str]) -> int:
         """Non-padding tokens the model reads for ``texts`` (for tokens/s)."""
-        return sum(len(e.ids) for e in self.tokenizer.encode_batch(texts))
+        return sum(len(e) for e in self.tokenizer.encode_batch(texts))
+
+
+class HfTokenizer:
+    """``tokenizer.json`` through Hugging Face ``tokenizers`` (280 MB resident for XLM-R's vocabulary): the
+    fallback when embeddings/spm.py cannot convert a model's tokenizer."""
+
+    def __init__(self, st_path: Path, max_len: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(st_path / "tokenizer.json"))
+        self.tok.enable_truncation(max_length=max_len)  # set once here; encode_batch is thread-safe
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts)]
+
+
+def load_tokenizer(st_path: Path, max_len: int) -> Any:
+    """The SentencePiece copy of the tokenizer (embeddings/spm.py: same ids, 45 against 280 MB), else
+    ``tokenizers`` with the reason logged."""
+    from embeddings.spm import SpmTokenizer
+
+    try:
+        return SpmTokenizer(st_path, max_len)
+    except (ModelNotInstalledError, ImportError) as e:
+        logger.warning("SentencePiece tokenizer unavailable (%s): using tokenizer.json (280 MB more memory)", e)
+        return HfTokenizer(st_path, max_len)
