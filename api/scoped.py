@@ -19,6 +19,7 @@ from api.access import check_write, principal_of
 from api.principals import Principal
 from rag.core.errors import NotFoundError
 from rag.core.types import Document, Filters
+from rag.index.doctable import DocumentSubset, stubs
 
 
 def collection_of(doc: Document) -> str:
@@ -40,7 +41,8 @@ class ScopedIndex:
 
     def __init__(self, index: Any, cols: frozenset[str]) -> None:
         self._index = index
-        self.documents = {k: d for k, d in index.documents.items() if collection_of(d) in cols}
+        self.documents = DocumentSubset(index.documents, (d.doc_id for d in stubs(index.documents)
+                                                          if collection_of(d) in cols))
         self.doc_chunks = {k: v for k, v in index.doc_chunks.items() if k in self.documents}
 
     def __getattr__(self, name: str) -> Any:

@@ -25,6 +25,7 @@ from rag.core.types import Answer, Document, Filters, Hit
 from rag.index import store
 from rag.index.backend import IndexBackend, create_backend
 from rag.index.bm25 import build_bm25, same_tokenizer
+from rag.index.doctable import stub, stubs
 from rag.index.store import IndexData
 from rag.search.crosslingual import Translator, create_translator
 from rag.search.rerank import Reranker, create_reranker, rerank_hits
@@ -140,7 +141,8 @@ class Pipeline:
         if self.settings.reader == "model":
             if self._reader is None:  # at startup (the API lifespan); raises if `make model` did not export it
                 self._reader = OnnxReader(Path(self.settings.models_dir) / "reader-e5-small",
-                                          threads=self.settings.torch_threads, parallel=self.settings.reader_parallel)
+                                          threads=self.settings.torch_threads, parallel=self.settings.reader_parallel,
+                                          t2s=self.settings.reader_t2s)
             gens["model"] = ReaderGenerator(self._reader, self.settings.reader_passages,
                                             margin=self.settings.reader_margin, crosslingual=rules,
                                             cascade=self.settings.reader_cascade,
@@ -177,13 +179,13 @@ class Pipeline:
         if f.empty() and include:
             return None
         if f.collection is not None and not any(
-                d.meta.get("collection", "default") == f.collection for d in index.documents.values()):
+                d.meta.get("collection", "default") == f.collection for d in stubs(index.documents)):
             raise NotFoundError(f"unknown collection {f.collection!r}: see GET /v1/collections")
         day = docmeta.today()
         cached, cached_day, cached_ids = self._in_force
         if f.empty() and cached is index and cached_day == day:  # the default: cached per index and day
             return cached_ids
-        docs = [d for d in index.documents.values() if f.match(d) and docmeta.usable(d.meta, f.as_of, include)]
+        docs = [d for d in stubs(index.documents) if f.match(d) and docmeta.usable(d.meta, f.as_of, include)]
         ids = None if len(docs) == len(index.documents) else np.array(
             [cid for d in docs for cid in index.doc_chunks.get(d.doc_id, [])], dtype=np.int64)
         if f.empty():
@@ -199,7 +201,7 @@ class Pipeline:
         as_of = filters.as_of if filters is not None else None
         notes: list[str] = []
         for doc_id in dict.fromkeys(c.hit.chunk.doc_id for c in ans.citations):
-            d = index.documents.get(doc_id)
+            d = stub(index.documents, doc_id) if doc_id in index.documents else None
             note = docmeta.validity_note(d.title, d.meta, as_of) if d is not None else ""
             if note:
                 notes.append(note)

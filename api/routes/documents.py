@@ -19,6 +19,7 @@ from api.parsing import parse_upload
 from rag.core import docmeta
 from rag.core.errors import InvalidInputError, NotFoundError
 from rag.core.types import Document
+from rag.index.doctable import chars, stub, stubs
 from rag.ingest.loaders import SUPPORTED, check_doc_id
 from rag.pipeline import Pipeline
 
@@ -69,9 +70,10 @@ class Collections(BaseModel):
 
 def _info(p: Pipeline, doc_id: str) -> DocumentInfo:
     assert p.index is not None
-    d = p.index.documents[doc_id]
+    d = stub(p.index.documents, doc_id)  # metadata only: the text stays in the index file
     meta = {k: v for k, v in d.meta.items() if k != "page_starts"}
-    return DocumentInfo(doc_id=d.doc_id, title=d.title, source=_public_source(d.source), chars=len(d.text),
+    return DocumentInfo(doc_id=d.doc_id, title=d.title, source=_public_source(d.source),
+                        chars=chars(p.index.documents, doc_id),
                         collection=str(d.meta.get("collection", "default")),
                         chunks=len(p.index.doc_chunks.get(doc_id, ())), meta=meta, status=docmeta.status(d.meta),
                         superseded_by=d.meta.get("superseded_by"), supersedes=d.meta.get("supersedes") or [])
@@ -81,7 +83,7 @@ def _info(p: Pipeline, doc_id: str) -> DocumentInfo:
 def list_documents(pipeline: PipelineDep, collection: str | None = None) -> DocumentList:
     """Documents in the index (without their text), optionally of one collection."""
     assert pipeline.index is not None
-    docs = [_info(pipeline, d) for d, doc in pipeline.index.documents.items()
+    docs = [_info(pipeline, doc.doc_id) for doc in stubs(pipeline.index.documents)
             if collection is None or doc.meta.get("collection", "default") == collection]
     return DocumentList(documents=docs, total=len(docs))
 
@@ -90,7 +92,7 @@ def list_documents(pipeline: PipelineDep, collection: str | None = None) -> Docu
 def list_collections(pipeline: PipelineDep) -> Collections:
     assert pipeline.index is not None
     out: dict[str, int] = {}
-    for d in pipeline.index.documents.values():
+    for d in stubs(pipeline.index.documents):
         c = str(d.meta.get("collection", "default"))
         out[c] = out.get(c, 0) + 1
     return Collections(collections=out)

@@ -41,6 +41,7 @@ import numpy as np
 from rag.core.errors import IndexChecksumError, IndexCorruptError, IndexNotFoundError, ModelMismatchError
 from rag.core.types import Chunk, Document
 from rag.index.chunktable import ChunkTable, write_sidecars
+from rag.index.doctable import DocumentTable
 from rag.index.lock import index_lock
 from rag.index.vectors import VectorStore, load_store
 
@@ -56,7 +57,7 @@ class IndexData:
 
     manifest: dict[str, Any]
     chunks: Mapping[int, Chunk]  # a ChunkTable when loaded from disk (parsed on access)
-    documents: dict[str, Document]
+    documents: Mapping[str, Document]  # DocumentTable for the file store: texts read on demand
     dense: VectorStore
     bm25: Any  # bm25s.BM25
     bm25_ids: np.ndarray  # BM25 row -> chunk_id
@@ -284,11 +285,7 @@ def load(index_dir: Path) -> IndexData:
     verify(path, manifest)
     try:
         chunks = ChunkTable(path)
-        documents: dict[str, Document] = {}
-        with open(path / "documents.jsonl", encoding="utf-8") as f:
-            for line in f:
-                d = Document(**json.loads(line))
-                documents[d.doc_id] = d
+        documents = DocumentTable(path)  # metadata in memory, each text read from the file when asked for
         dense = load_store(path)
         bm25_ids = np.load(path / "bm25_ids.npy", mmap_mode="r")
         bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True) if (path / "bm25").exists() else None
