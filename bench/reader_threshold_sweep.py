@@ -14,6 +14,9 @@ rule (the first call's best span at least ``margin`` over the threshold) is then
 ``--margins`` value: F1 / answered / refused as served, the share stopped early and the read time (first call only
 when stopped). ``--summary F.json`` writes those figures at the fitted threshold. Choose the margin on ``seed``
 (the evaluation sets only report it).
+
+``:t2s`` reads the question and passages converted to simplified characters (OpenCC ``t2s``, offsets kept:
+``OnnxReader.view``), the span cut from the original text (``RAG_READER_T2S``).
 """
 import argparse
 import json
@@ -36,7 +39,7 @@ from rag.ingest.loaders import load_path
 settings = Settings(reader="rules")
 emb = create_embedder(settings.embedder, settings.models_dir, settings.model_name, settings.dtype, settings.batch_size)
 ap = argparse.ArgumentParser()
-ap.add_argument("--readers", nargs="*", default=[], help="NAME=DIR[:int8][:par][:passages=N][:cascade=K]")
+ap.add_argument("--readers", nargs="*", default=[], help="NAME=DIR[:int8][:par][:t2s][:passages=N][:cascade=K]")
 ap.add_argument("--out", default="/tmp/sweep_rows.json")
 ap.add_argument("--sets", nargs="+", default=["seed", "rgb", "cmrc", "drcd"])
 ap.add_argument("--margins", nargs="+", type=float, default=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0])
@@ -51,9 +54,10 @@ _sessions: dict[tuple, OnnxReader] = {}
 def _reader(spec: str) -> ReaderGenerator:
     d, *opts = spec.split(":")
     kv = dict(o.split("=", 1) if "=" in o else (o, "1") for o in opts)
-    key = (d, "int8" in kv, "par" in kv)  # readers differing only in passages / cascade share one model
+    key = (d, "int8" in kv, "par" in kv, "t2s" in kv)  # differing only in passages / cascade: one model
     if key not in _sessions:
-        _sessions[key] = OnnxReader(Path(d), int8=True if "int8" in kv else None, parallel="par" in kv)
+        _sessions[key] = OnnxReader(Path(d), int8=True if "int8" in kv else None, parallel="par" in kv,
+                                    t2s="t2s" in kv)
     return ReaderGenerator(_sessions[key], passages=int(kv.get("passages", 5)), cascade=int(kv.get("cascade", 0)))
 
 

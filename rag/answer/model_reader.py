@@ -17,12 +17,17 @@ the embedder's bulk path (``embeddings/onnx.py``). Sorting also cuts the padding
 own (the fp32 graph gives the single-call values to float rounding); the int8 graph quantises activations per
 call (``DynamicQuantizeLinear`` over the whole batch), so its logits move by a few hundredths with the batch a
 window shares, as they already do between questions.
+
+With ``t2s`` (``RAG_READER_T2S``, off) the model reads the question and passages converted to simplified characters
+(``view``), and the span is cut from the original at the same offsets: traditional questions over simplified
+documents gain, DRCD dev does not (bench/results/reader_t2s.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +38,9 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ModelNotInstalledError
+from rag.core.text import simplified_aligned, to_simplified
+
+logger = logging.getLogger(__name__)
 
 MAX_LEN = 256
 STRIDE = 96
@@ -76,7 +84,7 @@ class OnnxReader:
     name = "reader-e5-small"
 
     def __init__(self, model_dir: Path, int8: bool | None = None, threads: int = 0, max_len: int = MAX_LEN,
-                 stride: int = STRIDE, verify: bool = True, parallel: bool = False) -> None:
+                 stride: int = STRIDE, verify: bool = True, parallel: bool = False, t2s: bool = False) -> None:
         model_dir = Path(model_dir)
         meta_path = model_dir / "export.json"
         if not meta_path.exists():
@@ -108,6 +116,7 @@ class OnnxReader:
         self.sha256 = want
         self.threads = opts.intra_op_num_threads
         self.parallel = parallel
+        self.t2s = t2s
         self._path = path
         self._single: Any = None  # the single-threaded session the groups share (built on the first parallel read)
         self._pool: ThreadPoolExecutor | None = None
@@ -218,11 +227,26 @@ class OnnxReader:
         assert rel is not None
         return start, end, rel
 
+    def view(self, question: str, passages: list[str]) -> tuple[str, list[str]]:
+        """What the model reads. With ``t2s`` the question and the passages in simplified characters (the training
+        data is mostly simplified): each passage converted only when that keeps its length, so the tokeniser's
+        offsets into it are offsets into the original, and the span is cut from the document's own text."""
+        if not self.t2s:
+            return question, passages
+        out = []
+        for p in passages:
+            v = simplified_aligned(p)
+            if v is None:
+                logger.debug("t2s changes the length of a %d-character passage: read as given", len(p))
+            out.append(p if v is None else v)
+        return to_simplified(question), out
+
     def read(self, question: str, passages: list[str]) -> list[Read]:
-        """One ``Read`` per passage (batched: every window of every passage in one model call)."""
+        """One ``Read`` per passage (batched: every window of every passage in one model call); the span text
+        and offsets are always the given passage's (``view`` keeps the offsets)."""
         if not passages:
             return []
-        ids, meta = self._windows(question, passages)
+        ids, meta = self._windows(*self.view(question, passages))
         start, end, rel = self._run(ids)
         best: list[Read | None] = [None] * len(passages)
         for w, (p, c0, offs) in enumerate(meta):

@@ -52,6 +52,21 @@ def normalize(text: str) -> str:
     return _t2s().convert(text) if _CJK.search(text) else text
 
 
+def to_simplified(text: str) -> str:
+    """OpenCC ``t2s`` alone (no NFKC, no lowercasing): what a model trained on simplified Chinese reads."""
+    return _t2s().convert(text) if _CJK.search(text) else text  # type: ignore[no-any-return]
+
+
+def simplified_aligned(text: str) -> str | None:
+    """OpenCC ``t2s`` of ``text`` when it keeps every character at its own offset, else None.
+
+    Plain ``t2s`` converts character by character (its phrase table maps a phrase to one of the same length), so
+    an offset into the result is the same offset into ``text``: a span found in the simplified text is cut from the
+    original. A conversion that changes the length cannot be mapped back: None, read the original."""
+    out = to_simplified(text)
+    return out if len(out) == len(text) else None
+
+
 def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
