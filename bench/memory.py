@@ -229,7 +229,8 @@ def main() -> None:
         meta = json.loads((a.index / "base" / "meta.json").read_text(encoding="utf-8"))
         env = dict(kv.split("=", 1) for kv in a.env)
         rep = {"index": str(a.index), "env": env, "cpus": os.cpu_count()}
-        if a.profile:
+        if a.profile:  # in this process, with the server's settings
+            os.environ.update(env)
             rep["profile_anon_mb"] = profile(a.index / "index")
         rep["server"] = measure(a.index / "index", meta["queries"], a.seconds, tuple(a.clients), env)
     text = json.dumps(rep, indent=1, ensure_ascii=False)

@@ -115,7 +115,9 @@ def synth_index(out: Path, n: int, chunks: list[Chunk], vecs: np.ndarray, toks: 
     for i in range(n):
         c = chunks[idx[i]]
         cs.append(Chunk(i, f"syn{i // 4}", c.text, c.start, c.end, c.title, c.section, c.kind, []))
-    docs = [Document(f"syn{j}", "", meta={"collection": "default"}) for j in range((n + 3) // 4)]
+    # each document holds the text of its chunks, as a real index does (the server must not hold it in memory)
+    docs = [Document(f"syn{j}", "".join(c.text for c in cs[4 * j: 4 * j + 4]), meta={"collection": "default"})
+            for j in range((n + 3) // 4)]
     # the base tokens come from this release's tokenizer: say so, or a server re-tokenises every chunk at start
     manifest = {"model": "multilingual-e5-small", "dim": int(vecs.shape[1]), "chunk_size": 300, "chunk_overlap": 1,
                 "synthetic": True, "bm25": dict(BM25_META)}
