@@ -116,9 +116,19 @@ eval-llm: model llm-install
 
 # Peers (bench/peers.py: ours vs txtai vs a Langchain-Chatchat-equivalent retriever, CMRC/DRCD) then the speed
 # report; the README tables are regenerated from bench/results/ (bench/readme.py), never typed
+# Issue 19 figures: peers in one run, passage-encoding speed against the measured GEMM peaks, the 1M-chunk server's
+# memory (int8 query encoder, then the defaults) and its IVF recall; then the older scale runs; then the README
+# tables from the result files. The 1M index (.cache/bench/m1m, about 2 GB) is built once.
+M1M := .cache/bench/m1m
 bench: model
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.peers
+	$(BIN)/python -m bench.embed_speed --passages 384
+	test -e $(M1M)/index/current || $(BIN)/python -m bench.memory build --n 1000000 --out $(M1M)
+	$(BIN)/python -m bench.memory measure --index $(M1M) --env RAG_EMBED_PRECISION=int8 --profile \
+		--out bench/results/memory_1m.json
+	$(BIN)/python -m bench.memory measure --index $(M1M) --out bench/results/memory_1m_fp32.json
+	$(BIN)/python -m bench.memory recall --index $(M1M) --out bench/results/memory_1m_recall.json
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.readme
 

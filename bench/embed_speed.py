@@ -95,7 +95,7 @@ def sample_passages(n: int) -> list[str]:
 
 def _work(enc: Any, texts: list[str], bs: int, sort: bool, cfg: dict[str, int]) -> tuple[int, float]:
     """(real tokens, GFLOP) of encoding ``texts`` in batches of ``bs`` (padded width per batch)."""
-    lens = [len(e.ids) for e in enc.tokenizer.encode_batch(texts)]
+    lens = [len(e) for e in enc.tokenizer.encode_batch(texts)]
     order = np.argsort(lens)[::-1] if sort else np.arange(len(texts))
     h, ff, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     flop = 0.0

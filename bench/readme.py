@@ -5,7 +5,9 @@ README.md; ``--check`` only says whether it is up to date (exit 1 if not). Table
 
 - ``peers``: bench/results/peers.json (``python -m bench.peers``);
 - ``memory``: bench/results/memory_1m.json (``python -m bench.memory measure --env RAG_EMBED_PRECISION=int8``),
-  with bench/results/memory_1m_fp32.json (the same with the default settings) as the first column when present.
+  with bench/results/memory_1m_fp32.json (the same with the default settings) as the first column when present;
+- ``embed``: bench/results/embed_speed.json (``python -m bench.embed_speed``), passages/s and tokens/s against the
+  measured GEMM peaks.
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ def render() -> dict[str, str]:
         before = RESULTS / "memory_1m_fp32.json"  # the comparison column (python -m bench.memory measure, defaults)
         out["memory"] = memory_table(json.loads((RESULTS / "memory_1m.json").read_text(encoding="utf-8")),
                                      json.loads(before.read_text(encoding="utf-8")) if before.exists() else None)
+    if (RESULTS / "embed_speed.json").exists():
+        from bench.embed_speed import markdown
+
+        md = markdown(json.loads((RESULTS / "embed_speed.json").read_text(encoding="utf-8")))
+        out["embed"] = md.split("\n", 2)[2].strip()  # without its title line
     return out
 
 
