@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from embeddings.onnx_files import model_sha256, save_mapped
 from rag.core.errors import ModelNotInstalledError
 
 logger = logging.getLogger(__name__)
@@ -36,13 +37,31 @@ ONNX_DIR = "onnx"
 PRECISIONS = ("fp32", "int8")
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
 # per-channel weights: MatMul, fused Attention and the word-embedding Gather
-INT8_RECIPE = {"per_channel": True, "ops": ["MatMul", "Attention", "Gather"], "weight_type": "QInt8", "format": 3}
+INT8_RECIPE = {"per_channel": True, "ops": ["MatMul", "Attention", "Gather"], "weight_type": "QInt8", "format": 4}
 # fp32 export format 3: eager attention, fused by ONNX Runtime's transformer optimizer (one Attention op per layer,
 # SkipLayerNorm, BiasGelu), the embeddings left unfused so int8 keeps the word-embedding table int8. Measured on
 # 384 real chunks, 2 cores: fp32 15.2 against 13.4 passages/s unfused; int8 from the fused graph (QAttention) 29.8
 # against 25.9 with min cosine to fp32 0.9947 against 0.9935 (with the embeddings fused too; leaving them unfused
 # measured the same speed in a contended A/B run, min cosine 0.9930, and 143 against 418 MB of session memory).
-EXPORT_FORMAT = 3
+# Format 4: the same graphs with their weights in a memory-mapped ``.data`` file beside each model
+# (embeddings/onnx_files.py): the same outputs, about 400 MB less anonymous memory for the fp32 session.
+EXPORT_FORMAT = 4
+
+
+def providers(device: str = "auto") -> list[str]:
+    """ONNX Runtime execution providers for a model that should use a GPU when there is one (the trained reader):
+    CUDA first when ``device`` is ``auto`` or ``cuda`` and the installed ONNX Runtime has its CUDA provider
+    (``pip install onnxruntime-gpu``; the CPU wheel has none), else the CPU alone."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device {device!r}: choose auto, cpu or cuda")
+    if device != "cpu":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if device == "cuda":
+            raise ValueError("RAG_DEVICE=cuda but ONNX Runtime has no CUDA provider: install onnxruntime-gpu")
+    return ["CPUExecutionProvider"]
 
 
 def sha256(path: Path) -> str:
@@ -81,7 +100,7 @@ def export(st_path: Path) -> Path:
     stamp = _stamp(st_path)
     if out.exists() and stamp.get("weights_sha256") == sha and stamp.get("format") == EXPORT_FORMAT:
         if "sha256" not in stamp.get("files", {}).get("fp32", {}):  # exported before files were recorded
-            stamp.setdefault("files", {})["fp32"] = {"sha256": sha256(out)}
+            stamp.setdefault("files", {})["fp32"] = {"sha256": model_sha256(out)}
             _write_stamp(st_path, stamp)
         return out
     import torch
@@ -100,7 +119,7 @@ def export(st_path: Path) -> Path:
 
     model = Encoder().eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    raw, tmp = out.with_suffix(f".raw{os.getpid()}"), out.with_suffix(f".tmp{os.getpid()}")
+    raw = out.with_suffix(f".raw{os.getpid()}")
     ids = torch.tensor([[0, 10, 11, 12, 2]], dtype=torch.long)
     mask = torch.ones_like(ids)
     with torch.inference_mode():
@@ -118,11 +137,10 @@ def export(st_path: Path) -> Path:
     opts.enable_embed_layer_norm = False
     fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=int(cfg["num_attention_heads"]),
                                      hidden_size=int(cfg["hidden_size"]), optimization_options=opts)
-    fused.save_model_to_file(str(tmp))
+    save_mapped(lambda p: fused.save_model_to_file(str(p), use_external_data_format=True), out)
     raw.unlink()
-    os.replace(tmp, out)
     _write_stamp(st_path, {"weights_sha256": sha, "opset": 17, "format": EXPORT_FORMAT,
-                           "files": {"fp32": {"sha256": sha256(out)}}})
+                           "files": {"fp32": {"sha256": model_sha256(out)}}})
     logger.info("exported %s", out)
     return out
 
@@ -139,13 +157,13 @@ def quantize(st_path: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logger.info("quantising %s to int8 (once; cached in %s)", src, out.parent)
-    tmp = out.with_name(f"tmp{os.getpid()}_{out.name}")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=list(INT8_RECIPE["ops"]),  # type: ignore[call-overload]
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fused ops: no shape inference
-    os.replace(tmp, out)
+    save_mapped(lambda p: quantize_dynamic(
+        str(src), str(p), weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=True,
+        op_types_to_quantize=list(INT8_RECIPE["ops"]),  # type: ignore[call-overload]
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}), out)  # fused ops: no shape inference
     stamp = _stamp(st_path)
-    stamp["files"]["int8"] = {"sha256": sha256(out), "from": stamp["files"]["fp32"]["sha256"], "recipe": INT8_RECIPE}
+    stamp["files"]["int8"] = {"sha256": model_sha256(out), "from": stamp["files"]["fp32"]["sha256"],
+                              "recipe": INT8_RECIPE}
     _write_stamp(st_path, stamp)
     return out
 
@@ -156,7 +174,7 @@ def model_file(st_path: Path, precision: str = "fp32") -> Path:
         raise ValueError(f"embedding precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     path = quantize(st_path) if precision == "int8" else export(st_path)
     want = _stamp(st_path).get("files", {}).get(precision, {}).get("sha256")
-    if sha256(path) != want:
+    if model_sha256(path) != want:
         raise ModelNotInstalledError(f"{path} does not match the sha256 recorded when it was written: delete "
                                      f"{path.parent} and run `make model` to build it again")
     return path

@@ -67,9 +67,18 @@ def test_a_damaged_onnx_file_is_refused_at_load(settings, tmp_path: Path) -> Non
             (dst / p.name).symlink_to(p)
     (dst / "onnx").mkdir()
     shutil.copy(src / "onnx" / "export.json", dst / "onnx" / "export.json")
-    (dst / "onnx" / "model.onnx").symlink_to(src / "onnx" / "model.onnx")
-    data = (src / "onnx" / "model_int8.onnx").read_bytes()
-    (dst / "onnx" / "model_int8.onnx").write_bytes(data[: len(data) // 2])  # truncated: same name, other bytes
+    for name in ("model.onnx", "model.onnx.data", "model_int8.onnx.data"):
+        (dst / "onnx" / name).symlink_to(src / "onnx" / name)
+    graph = (src / "onnx" / "model_int8.onnx").read_bytes()
+    (dst / "onnx" / "model_int8.onnx").write_bytes(graph[: len(graph) // 2])  # truncated: same name, other bytes
+    with pytest.raises(ModelNotInstalledError, match="sha256"):
+        model_file(dst, "int8")
+    # the graph intact, its memory-mapped weights damaged (export format 4 keeps them in model_int8.onnx.data)
+    (dst / "onnx" / "model_int8.onnx").write_bytes(graph)
+    (dst / "onnx" / "model_int8.onnx.data").unlink()
+    weights = bytearray((src / "onnx" / "model_int8.onnx.data").read_bytes())
+    weights[len(weights) // 2] ^= 0xFF
+    (dst / "onnx" / "model_int8.onnx.data").write_bytes(bytes(weights))
     with pytest.raises(ModelNotInstalledError, match="sha256"):
         model_file(dst, "int8")
     stamp = json.loads((dst / "onnx" / "export.json").read_text())
