@@ -27,7 +27,8 @@ def _texts() -> list[str]:
     for ds in (load_cmrc(limit=60), load_drcd(limit=60)):
         out += list(ds.corpus.values())[:60] + [q.query for q in ds.items[:60]]
     out += [q.query for q in load_seed_gold().items]
-    out += [p.read_text(encoding="utf-8") for p in sorted((Path(__file__).resolve().parents[2] / "seeds").rglob("*.txt"))]
+    seeds = Path(__file__).resolve().parents[2] / "seeds"
+    out += [p.read_text(encoding="utf-8") for p in sorted(seeds.rglob("*.txt"))]
     return out + ["", " ", "  two  spaces  ", "\t\n\u3000", "Ｆｕｌｌ width １２３", "😀 ①②③ ﬁ", "a" * 3000]
 
 
