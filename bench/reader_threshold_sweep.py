@@ -16,7 +16,8 @@ when stopped). ``--summary F.json`` writes those figures at the fitted threshold
 (the evaluation sets only report it).
 
 ``:t2s`` reads the question and passages converted to simplified characters (OpenCC ``t2s``, offsets kept:
-``OnnxReader.view``), the span cut from the original text (``RAG_READER_T2S``).
+``OnnxReader.view``), the span cut from the original text (``RAG_READER_T2S``); ``:t2s=mismatch`` converts only
+where the question's script differs from the passage's.
 """
 import argparse
 import json
@@ -39,7 +40,8 @@ from rag.ingest.loaders import load_path
 settings = Settings(reader="rules")
 emb = create_embedder(settings.embedder, settings.models_dir, settings.model_name, settings.dtype, settings.batch_size)
 ap = argparse.ArgumentParser()
-ap.add_argument("--readers", nargs="*", default=[], help="NAME=DIR[:int8][:par][:t2s][:passages=N][:cascade=K]")
+ap.add_argument("--readers", nargs="*", default=[],
+                help="NAME=DIR[:int8][:par][:t2s[=mismatch]][:passages=N][:cascade=K]")
 ap.add_argument("--out", default="/tmp/sweep_rows.json")
 ap.add_argument("--sets", nargs="+", default=["seed", "rgb", "cmrc", "drcd"])
 ap.add_argument("--margins", nargs="+", type=float, default=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0])
@@ -54,10 +56,10 @@ _sessions: dict[tuple, OnnxReader] = {}
 def _reader(spec: str) -> ReaderGenerator:
     d, *opts = spec.split(":")
     kv = dict(o.split("=", 1) if "=" in o else (o, "1") for o in opts)
-    key = (d, "int8" in kv, "par" in kv, "t2s" in kv)  # differing only in passages / cascade: one model
+    t2s = {"1": "always"}.get(kv.get("t2s", "off"), kv.get("t2s", "off"))
+    key = (d, "int8" in kv, "par" in kv, t2s)  # differing only in passages / cascade: one model
     if key not in _sessions:
-        _sessions[key] = OnnxReader(Path(d), int8=True if "int8" in kv else None, parallel="par" in kv,
-                                    t2s="t2s" in kv)
+        _sessions[key] = OnnxReader(Path(d), int8=True if "int8" in kv else None, parallel="par" in kv, t2s=t2s)
     return ReaderGenerator(_sessions[key], passages=int(kv.get("passages", 5)), cascade=int(kv.get("cascade", 0)))
 
 

@@ -18,9 +18,10 @@ own (the fp32 graph gives the single-call values to float rounding); the int8 gr
 call (``DynamicQuantizeLinear`` over the whole batch), so its logits move by a few hundredths with the batch a
 window shares, as they already do between questions.
 
-With ``t2s`` (``RAG_READER_T2S``, off) the model reads the question and passages converted to simplified characters
-(``view``), and the span is cut from the original at the same offsets: traditional questions over simplified
-documents gain, DRCD dev does not (bench/results/reader_t2s.md).
+With ``t2s`` (``RAG_READER_T2S``: off, always, mismatch) the model reads the question and passages converted to
+simplified characters (``view``; "mismatch": only where the question's script differs from the passage's), and the
+span is cut from the original at the same offsets: traditional questions over simplified documents gain, DRCD dev
+does not (bench/results/reader_t2s.md).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ModelNotInstalledError
-from rag.core.text import simplified_aligned, to_simplified
+from rag.core.text import is_traditional, simplified_aligned, to_simplified
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ MAX_LEN = 256
 STRIDE = 96
 MAX_QUESTION_CHARS = 200
 MAX_ANSWER_TOKENS = 40
+T2S_MODES = ("off", "always", "mismatch")
 CLS, SEP, PAD = 0, 2, 1  # XLM-R ids: <s> q </s></s> passage </s>
 
 
@@ -84,7 +86,7 @@ class OnnxReader:
     name = "reader-e5-small"
 
     def __init__(self, model_dir: Path, int8: bool | None = None, threads: int = 0, max_len: int = MAX_LEN,
-                 stride: int = STRIDE, verify: bool = True, parallel: bool = False, t2s: bool = False) -> None:
+                 stride: int = STRIDE, verify: bool = True, parallel: bool = False, t2s: bool | str = False) -> None:
         model_dir = Path(model_dir)
         meta_path = model_dir / "export.json"
         if not meta_path.exists():
@@ -116,21 +118,26 @@ class OnnxReader:
         self.sha256 = want
         self.threads = opts.intra_op_num_threads
         self.parallel = parallel
-        self.t2s = t2s
+        self.t2s = ("always" if t2s else "off") if isinstance(t2s, bool) else t2s
+        if self.t2s not in T2S_MODES:
+            raise ValueError(f"t2s {t2s!r}: one of {', '.join(T2S_MODES)}")
         self._path = path
         self._single: Any = None  # the single-threaded session the groups share (built on the first parallel read)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def _windows(self, question: str, passages: list[str]
+    def _windows(self, question: str | list[str], passages: list[str]
                  ) -> tuple[list[list[int]], list[tuple[int, int, list[tuple[int, int]]]]]:
-        """Token windows ``<s> q </s></s> ctx </s>``; per window (passage, first context position, offsets)."""
-        q = self.tokenizer.encode(question[:MAX_QUESTION_CHARS], add_special_tokens=False).ids[:64]
+        """Token windows ``<s> q </s></s> ctx </s>``; per window (passage, first context position, offsets).
+        ``question`` may be one per passage (the form ``view`` chose for it)."""
+        qs = [question] * len(passages) if isinstance(question, str) else question
+        qids = {x: self.tokenizer.encode(x[:MAX_QUESTION_CHARS], add_special_tokens=False).ids[:64] for x in set(qs)}
         encs = self.tokenizer.encode_batch(passages, add_special_tokens=False) if passages else []
-        budget = self.max_len - len(q) - 4
-        step = max(1, budget - self.stride)
         ids, meta = [], []
         for p, enc in enumerate(encs):
+            q = qids[qs[p]]
+            budget = self.max_len - len(q) - 4
+            step = max(1, budget - self.stride)
             toks, offs = enc.ids, enc.offsets
             lo = 0
             while True:
@@ -227,19 +234,28 @@ class OnnxReader:
         assert rel is not None
         return start, end, rel
 
-    def view(self, question: str, passages: list[str]) -> tuple[str, list[str]]:
-        """What the model reads. With ``t2s`` the question and the passages in simplified characters (the training
-        data is mostly simplified): each passage converted only when that keeps its length, so the tokeniser's
-        offsets into it are offsets into the original, and the span is cut from the document's own text."""
-        if not self.t2s:
-            return question, passages
-        out = []
+    def view(self, question: str, passages: list[str]) -> tuple[list[str], list[str]]:
+        """What the model reads, the question once per passage. ``t2s`` "always": the question and the passages in
+        simplified characters (the training data is mostly simplified); "mismatch": only where the question's script
+        differs from the passage's (a traditional question over a simplified document or the reverse). A passage is
+        converted only when that keeps its length, so the tokeniser's offsets into it are offsets into the original
+        and the span is cut from the document's own text."""
+        if self.t2s == "off":
+            return [question] * len(passages), passages
+        qs, out = [], []
+        simple_q = to_simplified(question)
+        q_trad = is_traditional(question, simple_q)
         for p in passages:
             v = simplified_aligned(p)
             if v is None:
                 logger.debug("t2s changes the length of a %d-character passage: read as given", len(p))
-            out.append(p if v is None else v)
-        return to_simplified(question), out
+            if self.t2s == "mismatch" and (v is None or q_trad == is_traditional(p, v)):
+                qs.append(question)
+                out.append(p)
+            else:
+                qs.append(simple_q)
+                out.append(p if v is None else v)
+        return qs, out
 
     def read(self, question: str, passages: list[str]) -> list[Read]:
         """One ``Read`` per passage (batched: every window of every passage in one model call); the span text

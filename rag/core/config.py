@@ -80,11 +80,14 @@ class Settings(BaseSettings):
     reader_parallel: bool = Field(False, description="The windows of one read run as one group per intra-op "
                                   "thread at once on a single-threaded ONNX session (sorted by length) instead of "
                                   "one batch on all threads (bench/results/reader_cascade.md)")
-    reader_t2s: bool = Field(False, description="The trained reader reads the question and passages converted to "
-                             "simplified characters (OpenCC t2s, offsets kept; a passage whose length would change "
-                             "is read as given); the answer and the cited sentence are cut from the original text. "
-                             "Off: seed zh-Hant F1 0.585 -> 0.772 but DRCD dev 0.491 -> 0.472 "
-                             "(bench/results/reader_t2s.md)")
+    reader_t2s: Literal["off", "always", "mismatch"] = Field("off", description="The trained reader reads the "
+                                                             "question and passages converted to simplified "
+                                                             "characters (OpenCC t2s, offsets kept; a passage "
+                                                             "whose length would change is read as given): always, "
+                                                             "or only where the question's script differs from the "
+                                                             "passage's (mismatch). The answer and the cited "
+                                                             "sentence are cut from the original text. Off: DRCD "
+                                                             "dev does not gain (bench/results/reader_t2s.md)")
     reader_cascade: int = Field(2, ge=0, le=19, description="Early exit: read the top N passages first and stop "
                                 "when their best span clears the refusal threshold by RAG_READER_CASCADE_MARGIN; "
                                 "otherwise read the rest and decide over all (answered/refused is always the "

@@ -67,6 +67,14 @@ def simplified_aligned(text: str) -> str | None:
     return out if len(out) == len(text) else None
 
 
+def is_traditional(text: str, simplified: str | None = None) -> bool:
+    """More than 2% of the CJK characters change under ``t2s`` (simplified text holds a few variants it folds)."""
+    simplified = to_simplified(text) if simplified is None else simplified
+    cjk = len(_CJK.findall(text))
+    changed = sum(a != b for a, b in zip(text, simplified))
+    return cjk > 0 and changed > 0.02 * cjk
+
+
 def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
