@@ -59,6 +59,7 @@ def _mem_cols(rep: dict[str, Any]) -> dict[str, str]:
           "of which dense.faiss": groups.get("index/dense.faiss", 0.0),
           "of which other index files": sum(v for k, v in groups.items() if k.startswith("index/")
                                             and not k.startswith("index/bm25") and k != "index/dense.faiss"),
+          "of which encoder weights (mapped)": sum(v for k, v in groups.items() if k.startswith("model/")),
           "of which shared libraries": groups.get("shared libraries", 0.0)}
     out = {k: f"{v:.0f}" for k, v in mb.items()}
     seq, c8 = srv["sequential"], srv.get("concurrency_8", {})
