@@ -147,7 +147,7 @@ class Pipeline:
             if self._reader is None:  # at startup (the API lifespan); raises if `make model` did not export it
                 self._reader = OnnxReader(Path(self.settings.models_dir) / "reader-e5-small",
                                           threads=self.settings.torch_threads, parallel=self.settings.reader_parallel,
-                                          t2s=self.settings.reader_t2s)
+                                          t2s=self.settings.reader_t2s, device=self.settings.device)
             gens["model"] = ReaderGenerator(self._reader, self.settings.reader_passages,
                                             margin=self.settings.reader_margin, crosslingual=rules,
                                             cascade=self.settings.reader_cascade,

@@ -86,7 +86,8 @@ class OnnxReader:
     name = "reader-e5-small"
 
     def __init__(self, model_dir: Path, int8: bool | None = None, threads: int = 0, max_len: int = MAX_LEN,
-                 stride: int = STRIDE, verify: bool = True, parallel: bool = False, t2s: bool | str = False) -> None:
+                 stride: int = STRIDE, verify: bool = True, parallel: bool = False, t2s: bool | str = False,
+                 device: str = "cpu") -> None:
         model_dir = Path(model_dir)
         meta_path = model_dir / "export.json"
         if not meta_path.exists():
@@ -110,7 +111,11 @@ class OnnxReader:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        # RAG_DEVICE auto/cuda: the fp32 graph on a GPU when onnxruntime-gpu is installed (int8 kernels are CPU ones)
+        from embeddings.onnx import providers
+
+        self.session = ort.InferenceSession(str(path), opts,
+                                            providers=["CPUExecutionProvider"] if self.int8 else providers(device))
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()

@@ -130,3 +130,19 @@ def test_bulk_batches_on_parallel_sessions_match_one_at_a_time(real_embedder):  
         enc.batch_size = batch
     assert par.shape == seq.shape == (len(texts), enc.dim)
     assert np.sum(par * seq, axis=1).min() > 1 - 1e-5  # same vectors, each in its input row
+
+
+def test_onnx_providers_cpu_unless_onnxruntime_has_cuda() -> None:
+    import onnxruntime as ort
+
+    from embeddings.onnx import providers
+
+    assert providers("cpu") == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        providers("gpu")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    else:  # the CPU wheel (this machine): auto falls back, an explicit cuda says what to install
+        assert providers("auto") == ["CPUExecutionProvider"]
+        with pytest.raises(ValueError, match="onnxruntime-gpu"):
+            providers("cuda")
